@@ -1,0 +1,1 @@
+"""The ``caffe-compat`` command line: one module per subcommand (``cmd_*.py``)."""

@@ -1,0 +1,53 @@
+"""The one place where the MXNet device is chosen (``mx.cpu()`` or ``mx.gpu(i)``).
+
+pycaffe's ``set_mode_cpu()``/``set_mode_gpu()``/``set_device(i)`` write here; every
+net built afterwards lives on :func:`current_context`.
+
+>>> import caffe_compat as caffe
+>>> caffe.set_mode_cpu(); current_context()
+cpu(0)
+"""
+from __future__ import annotations
+
+import mxnet as mx
+
+_state = {"mode": "cpu", "device": 0}
+
+
+def set_mode_cpu() -> None:
+    """Run new nets on the CPU."""
+    _state["mode"] = "cpu"
+
+
+def set_mode_gpu() -> None:
+    """Run new nets on GPU ``set_device`` chose (0 by default)."""
+    _state["mode"] = "gpu"
+
+
+def set_device(device_id: int) -> None:
+    """Choose which GPU ``set_mode_gpu`` uses."""
+    _state["device"] = int(device_id)
+
+
+def current_context() -> mx.Context:
+    """The MXNet context new nets are built on."""
+    if _state["mode"] == "gpu":
+        return mx.gpu(_state["device"])
+    return mx.cpu()
+
+
+def gpu_count() -> int:
+    """How many GPUs MXNet sees (0 on a CPU-only build)."""
+    try:
+        return mx.context.num_gpus()
+    except mx.base.MXNetError:
+        return 0
+
+
+def context_from_flag(gpu: str | None) -> list[mx.Context]:
+    """Contexts for a Caffe-style ``--gpu`` flag: None -> [cpu], "0,1" -> [gpu(0), gpu(1)], "all"."""
+    if gpu is None or gpu == "" or gpu == "-1":
+        return [mx.cpu()]
+    if gpu == "all":
+        return [mx.gpu(i) for i in range(gpu_count())] or [mx.cpu()]
+    return [mx.gpu(int(i)) for i in str(gpu).split(",")]
