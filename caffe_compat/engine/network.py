@@ -1,0 +1,258 @@
+"""A whole Caffe net as one Gluon ``HybridBlock``.
+
+:class:`CaffeNet` owns one layer block per Caffe layer (after InsertSplits) and runs them
+in prototxt order over a blob-name -> value map, so in-place layers simply rebind the
+name. Shapes are inferred like Caffe's ``Net::Reshape`` when the net is built and again
+whenever an input shape changes (the cached graph is dropped then), so one object runs a
+227x227 and a 500x375 image, imperatively or hybridized.
+
+>>> import mxnet as mx
+>>> net = CaffeNet.from_prototxt("deploy.prototxt", weights="w.caffemodel")  # doctest: +SKIP
+>>> net.hybridize(static_alloc=True)                                           # doctest: +SKIP
+>>> prob = net(mx.nd.zeros((1, 3, 227, 227)))                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Sequence
+
+import mxnet as mx
+import numpy as np
+
+from caffe_compat.context import current_context
+from caffe_compat.engine.build import instantiate_layer, shape_layer
+from caffe_compat.engine.graph import SOURCE_TYPES, NetGraph, build_graph, mark_backward
+from caffe_compat.engine.layer import Layer
+from caffe_compat.errors import WeightsMismatchError
+
+
+def _as_list(out) -> list:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def is_source_layer(layer: Layer) -> bool:
+    """Layers whose tops come from the host (Input and data layers), not from bottoms."""
+    return getattr(layer, "host_source", False) or layer.param.type in SOURCE_TYPES
+
+
+class CaffeNet(mx.gluon.HybridBlock):
+    """A Caffe net (one phase) as a HybridBlock: inputs in, chosen blobs out.
+
+    ``inputs`` are the tops of source layers (``Input`` and data layers), in layer
+    order; ``outputs`` default to Caffe's net outputs (unconsumed blobs, sorted).
+    """
+
+    def __init__(self, graph: NetGraph, phase: int = 1,
+                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+                 ctx: Optional[mx.Context] = None):
+        super().__init__(prefix="")
+        self.graph = graph
+        self.phase = int(phase)
+        self.caffe_layers: list[Layer] = []
+        for node in graph.layers:
+            layer = instantiate_layer(node.param, self.phase, node.source)
+            self.register_child(layer, name=f"layer{node.index}")
+            self.caffe_layers.append(layer)
+        self.input_names = [t for node, layer in zip(graph.layers, self.caffe_layers)
+                            if is_source_layer(layer) for t in node.tops]
+        self.output_names = list(graph.outputs)
+        self._range = (0, len(self.caffe_layers) - 1)
+        self.blob_shapes: dict[str, tuple] = {}
+        self._input_shapes: dict[str, tuple] = {}
+        self._set_up = False
+        self.reshape(dict(input_shapes or {}))
+        self._share_params()
+        mark_backward(graph,
+                      [[getattr(l, n).lr_mult for n in l.blob_names] for l in self.caffe_layers],
+                      [l.loss_weights(len(node.tops)) for node, l in zip(graph.layers, self.caffe_layers)],
+                      [[l.allow_backward(j) for j in range(len(node.bottoms))]
+                       for node, l in zip(graph.layers, self.caffe_layers)])
+        self.initialize(ctx=ctx or current_context())
+        for layer in self.caffe_layers:
+            layer.fill_blobs()
+
+    # ---- construction ------------------------------------------------------------
+    @classmethod
+    def from_prototxt(cls, prototxt: str, phase: int = 1, weights: Optional[str] = None,
+                      level: int = 0, stages: Sequence[str] = (),
+                      ctx: Optional[mx.Context] = None,
+                      input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> "CaffeNet":
+        """Read, upgrade and filter a prototxt (file or text), build, optionally load weights."""
+        from caffe_compat.formats.net_filter import filter_net
+        from caffe_compat.formats.prototxt import read_net
+        definition = filter_net(read_net(prototxt), phase, level=level, stages=stages)
+        graph = build_graph(definition.param, definition.path, definition.layer_lines)
+        net = cls(graph, phase, input_shapes=input_shapes, ctx=ctx)
+        if weights:
+            net.copy_from(weights)
+        return net
+
+    def _share_params(self) -> None:
+        """Caffe's named ParamSpec sharing: later owners reuse the first owner's blob."""
+        owners: dict[str, tuple] = {}
+        for layer in self.caffe_layers:
+            for i, blob in enumerate(layer.blob_names):
+                if i >= len(layer.param.param) or not layer.param.param[i].name:
+                    continue
+                key = layer.param.param[i].name
+                mine = getattr(layer, blob)
+                if key not in owners:
+                    owners[key] = (layer, mine)
+                    continue
+                owner_layer, shared = owners[key]
+                if shared.shape != mine.shape:
+                    raise layer.error(f"shared parameter '{key}' has shape {mine.shape} here but "
+                                      f"{shared.shape} in layer '{owner_layer.name}'")
+                layer.params._params.pop(mine.name, None)
+                setattr(layer, blob, shared)
+
+    # ---- shapes --------------------------------------------------------------------
+    def reshape(self, input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> dict:
+        """Caffe's Net::Reshape: infer every blob's shape from the input shapes.
+
+        Inputs not named keep their current shape (or the shape their layer declares).
+        Returns the blob -> shape map; drops the cached graph when anything changed.
+        """
+        given = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
+        unknown = set(given) - set(self.input_names)
+        if unknown:
+            raise KeyError(f"not net inputs: {sorted(unknown)}; inputs are {self.input_names}")
+        shapes: dict[str, tuple] = {}
+        for node, layer in zip(self.graph.layers, self.caffe_layers):
+            if is_source_layer(layer):
+                if not self._set_up:
+                    layer.declared_shapes = shape_layer(layer, [], first=True)
+                for j, top in enumerate(node.tops):
+                    shapes[top] = (given.get(top) or self.blob_shapes.get(top)
+                                   or tuple(layer.declared_shapes[j]))
+                layer.top_shapes = [shapes[t] for t in node.tops]
+                continue
+            bottoms = [shapes[b] for b in node.bottoms]
+            if not self._set_up or bottoms != layer.bottom_shapes:
+                tops = shape_layer(layer, bottoms, first=not self._set_up)
+            else:
+                tops = layer.top_shapes
+            if len(tops) != len(node.tops):
+                raise layer.error(f"produces {len(tops)} top(s) but the prototxt names "
+                                  f"{len(node.tops)}")
+            for top, s in zip(node.tops, tops):
+                shapes[top] = tuple(s)
+        changed = shapes != self.blob_shapes
+        self.blob_shapes = shapes
+        self._input_shapes = {k: shapes[k] for k in self.input_names}
+        self._set_up = True
+        if changed:
+            self._clear_cached_op()
+        return shapes
+
+    # ---- running -------------------------------------------------------------------
+    def set_outputs(self, outputs: Optional[Iterable[str]] = None, end: Optional[str] = None) -> None:
+        """Choose which blobs the block returns and the last layer it runs.
+
+        ``end`` is a layer name (inclusive, like pycaffe's ``forward(end=...)``); outputs
+        default to ``end``'s tops, or to Caffe's net outputs when ``end`` is None.
+        """
+        last = len(self.caffe_layers) - 1 if end is None else self.graph.layer_index(end)
+        if outputs is None:
+            outputs = self.graph.outputs if end is None else self.graph.layers[last].tops
+        outputs = list(outputs)
+        for o in outputs:
+            if o not in self.blob_shapes:
+                raise KeyError(f"no blob named {o!r}")
+        self._range = (0, last)
+        self.output_names = outputs
+        self._clear_cached_op()
+
+    def forward(self, *args):
+        if args and isinstance(args[0], mx.nd.NDArray):
+            shapes = {n: tuple(a.shape) for n, a in zip(self.input_names, args)}
+            if shapes != {n: self._input_shapes[n] for n in shapes}:
+                self.reshape(shapes)
+        return super().forward(*args)
+
+    def hybrid_forward(self, F, *inputs):
+        if len(inputs) != len(self.input_names):
+            raise TypeError(f"net takes {len(self.input_names)} input(s) {self.input_names}, "
+                            f"got {len(inputs)}")
+        values = dict(zip(self.input_names, inputs))
+        start, end = self._range
+        for node, layer in zip(self.graph.layers[start:end + 1], self.caffe_layers[start:end + 1]):
+            if is_source_layer(layer) or not node.tops:
+                continue
+            tops = _as_list(layer(*[values[b] for b in node.bottoms]))
+            for name, value in zip(node.tops, tops):
+                values[name] = value
+        out = [values[o] for o in self.output_names]
+        return out[0] if len(out) == 1 else tuple(out)
+
+    # ---- weights -------------------------------------------------------------------
+    def layers_by_name(self) -> dict[str, Layer]:
+        by_name: dict[str, Layer] = {}
+        for layer in self.caffe_layers:
+            by_name.setdefault(layer.name, layer)
+        return by_name
+
+    def copy_from(self, path: str) -> list[str]:
+        """Caffe's CopyTrainedLayersFrom: load blobs by layer name (.caffemodel or .h5).
+
+        Source layers the net lacks are ignored; a blob-count or shape mismatch is an
+        error naming the layer. Returns the names of the layers that were loaded.
+        """
+        from caffe_compat.formats.weights import read_weights
+        return self.load_layer_blobs(read_weights(path), source=path)
+
+    def load_layer_blobs(self, layer_blobs: Iterable, source: str = "<weights>") -> list[str]:
+        """Copy ``(layer_name, [arrays])`` pairs (or objects with .name/.blobs) into the net."""
+        from caffe_compat.formats.caffemodel import legacy_shape_matches
+        targets: dict[str, list] = {}
+        for layer in self.caffe_layers:
+            targets.setdefault(layer.name, []).append(layer)
+        loaded = []
+        for item in layer_blobs:
+            name, blobs = (item.name, item.blobs) if hasattr(item, "blobs") else item
+            for layer in targets.get(name, []):
+                params = layer.blobs()
+                if len(blobs) != len(params):
+                    raise WeightsMismatchError(
+                        f'{source}: layer "{name}" has {len(blobs)} blob(s) in the weights but '
+                        f"{len(params)} in the net")
+                for i, (arr, p) in enumerate(zip(blobs, params)):
+                    arr = np.asarray(arr, dtype=np.float32)
+                    if tuple(arr.shape) != tuple(p.shape):
+                        if arr.size == int(np.prod(p.shape)) and legacy_shape_matches(arr.shape, p.shape):
+                            arr = arr.reshape(p.shape)
+                        else:
+                            raise WeightsMismatchError(
+                                f'{source}: layer "{name}" blob {i} has shape {tuple(arr.shape)} in '
+                                f"the weights but {tuple(p.shape)} in the net")
+                    p.set_data(mx.nd.array(arr, dtype="float32"))
+                loaded.append(name)
+        return loaded
+
+    def layer_blobs(self) -> list[tuple[str, str, list[np.ndarray]]]:
+        """(layer name, type, blobs as numpy) for every layer in order (for saving)."""
+        return [(l.name, l.type, [p.data().asnumpy() for p in l.blobs()]) for l in self.caffe_layers]
+
+    def save_caffemodel(self, path: str) -> None:
+        """Write the weights as a V2 .caffemodel with the net's layer definitions (Net::ToProto)."""
+        from caffe_compat.formats.caffemodel import write_caffemodel
+        from caffe_compat.proto import caffe_pb2
+        net_param = caffe_pb2.NetParameter()
+        net_param.name = self.graph.name
+        for node in self.graph.layers:
+            net_param.layer.add().CopyFrom(node.param)
+        write_caffemodel(path, [(n, t, b) for n, t, b in self.layer_blobs()], net_param=net_param)
+
+    # ---- inspection ----------------------------------------------------------------
+    def loss_blobs(self) -> list[tuple[str, float]]:
+        """(blob name, loss weight) for every top with a non-zero loss weight."""
+        out = []
+        for node, layer in zip(self.graph.layers, self.caffe_layers):
+            for top, w in zip(node.tops, layer.loss_weights(len(node.tops))):
+                if w:
+                    out.append((top, w))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"CaffeNet({self.graph.name!r}, {len(self.caffe_layers)} layers, "
+                f"inputs={self.input_names}, outputs={self.output_names})")
+

@@ -1,0 +1,28 @@
+"""One entry point for trained weights, whatever the file: ``read_weights(path)``.
+
+Dispatches on content (HDF5 signature) like Caffe's ``CopyTrainedLayersFrom``, which
+treats ``*.h5`` as HDF5 and everything else as a binary NetParameter.
+
+>>> for layer in read_weights("bvlc_alexnet.caffemodel"):    # doctest: +SKIP
+...     print(layer.name, [b.shape for b in layer.blobs])
+"""
+from __future__ import annotations
+
+import os
+
+from caffe_compat.errors import WeightsFormatError
+
+
+def read_weights(path: str) -> list:
+    """Layer weights (objects with ``name``, ``type``, ``blobs``) from .caffemodel or .h5."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    from caffe_compat.formats.hdf5_weights import is_hdf5, read_hdf5_weights
+    if is_hdf5(path):
+        return list(read_hdf5_weights(path))
+    from caffe_compat.formats.caffemodel import read_caffemodel
+    model = read_caffemodel(path)
+    layers = getattr(model, "layers", model)
+    if not layers:
+        raise WeightsFormatError(path, None, "at least one layer with weights (found none)")
+    return list(layers)

@@ -1,0 +1,517 @@
+"""pycaffe's ``Net`` and ``Blob`` on the Gluon engine.
+
+Layers run one at a time in prototxt order (so ``forward(start=, end=)`` and
+``backward(start=, end=)`` behave as in Caffe); when the net needs backward, each layer's
+forward is recorded by MXNet autograd and its backward replays it with the top diffs,
+writing bottom diffs and accumulating parameter diffs exactly where Caffe does.
+
+>>> import caffe_compat as caffe
+>>> net = caffe.Net("deploy.prototxt", "weights.caffemodel", caffe.TEST)  # doctest: +SKIP
+>>> net.blobs["data"].data[...] = image                                   # doctest: +SKIP
+>>> prob = net.forward()["prob"]                                          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import mxnet as mx
+import numpy as np
+
+from caffe_compat.context import current_context
+from caffe_compat.engine.build import shape_layer
+from caffe_compat.engine.graph import build_graph
+from caffe_compat.engine.network import CaffeNet, _as_list, is_source_layer
+from caffe_compat.pycaffe.synced import GradArray, ParamArray, SyncedArray
+
+
+class Blob:
+    """pycaffe's Blob: ``data`` and ``diff`` are float32 numpy arrays over live memory."""
+
+    def __init__(self, data: SyncedArray, diff: SyncedArray):
+        self._data, self._diff = data, diff
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data.host()
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data.host()[...] = value
+
+    @property
+    def diff(self) -> np.ndarray:
+        return self._diff.host()
+
+    @diff.setter
+    def diff(self, value) -> None:
+        self._diff.host()[...] = value
+
+    @property
+    def shape(self) -> tuple:
+        return self._data.shape
+
+    def _legacy(self, i: int) -> int:
+        # Caffe's LegacyShape: axes beyond a blob's rank (up to 4) count as 1.
+        s = self._data.shape
+        return s[i] if i < len(s) else 1
+
+    @property
+    def num(self) -> int:
+        return self._legacy(0)
+
+    @property
+    def channels(self) -> int:
+        return self._legacy(1)
+
+    @property
+    def height(self) -> int:
+        return self._legacy(2)
+
+    @property
+    def width(self) -> int:
+        return self._legacy(3)
+
+    @property
+    def count(self) -> int:
+        return int(np.prod(self._data.shape)) if self._data.shape else 1
+
+    def reshape(self, *dims: int) -> None:
+        """New shape (numpy views taken before no longer track the blob)."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        self._data.reshape(dims)
+        self._diff.reshape(dims)
+
+    def __repr__(self) -> str:
+        return f"Blob(shape={self.shape})"
+
+
+class LayerView:
+    """pycaffe's Layer as seen from ``net.layers``: ``type``, ``blobs``."""
+
+    def __init__(self, layer, blobs: list):
+        self._layer = layer
+        self.blobs = blobs
+
+    @property
+    def type(self) -> str:
+        return self._layer.type
+
+    @property
+    def name(self) -> str:
+        return self._layer.name
+
+    def __repr__(self) -> str:
+        return f"<Layer {self.name!r} type {self.type}>"
+
+
+def _parse_net_args(args, kwargs) -> tuple:
+    """Accept every pycaffe constructor form: (phase), (weights, phase), phase + weights=."""
+    weights = kwargs.pop("weights", None)
+    phase = kwargs.pop("phase", None)
+    level = kwargs.pop("level", 0)
+    stages = kwargs.pop("stages", None) or ()
+    if kwargs:
+        raise TypeError(f"unexpected arguments to Net: {sorted(kwargs)}")
+    rest = list(args)
+    if rest and (isinstance(rest[0], (str, bytes)) or hasattr(rest[0], "__fspath__")):
+        weights = rest.pop(0)
+    if rest:
+        phase = rest.pop(0)
+    if rest:
+        raise TypeError("Net(network_file, [weights,] phase, level=0, stages=None, weights=None)")
+    if phase is None:
+        raise TypeError("Net needs a phase: caffe.TRAIN or caffe.TEST")
+    return weights, int(phase), int(level), tuple(stages)
+
+
+class Net:
+    """``caffe.Net(prototxt, [weights,] phase, level=0, stages=None, weights=None)``."""
+
+    def __init__(self, network_file, *args, **kwargs):
+        from caffe_compat.formats.net_filter import filter_net
+        from caffe_compat.formats.prototxt import read_net
+        weights, phase, level, stages = _parse_net_args(args, kwargs)
+        definition = filter_net(read_net(str(network_file)), phase, level=level, stages=stages)
+        graph = build_graph(definition.param, definition.path, definition.layer_lines)
+        self._init_from_block(CaffeNet(graph, phase, ctx=current_context()))
+        if weights:
+            self.copy_from(str(weights))
+
+    @classmethod
+    def from_block(cls, block: CaffeNet) -> "Net":
+        """A pycaffe view over an existing engine block (sharing its parameters)."""
+        net = cls.__new__(cls)
+        net._init_from_block(block)
+        return net
+
+    def _init_from_block(self, block: CaffeNet) -> None:
+        self._block = block
+        self._ctx = current_context()
+        ctx = list(block.collect_params().values())[0].list_ctx()[0] if block.collect_params() else self._ctx
+        self._ctx = ctx
+        graph = block.graph
+        self._graph = graph
+        self.phase = block.phase
+        loss_diff = {}
+        for node, layer in zip(graph.layers, block.caffe_layers):
+            for top, w in zip(node.tops, layer.loss_weights(len(node.tops))):
+                if w:
+                    loss_diff[top] = w
+        self._loss_weights = loss_diff
+        self._data = {b: SyncedArray(block.blob_shapes[b], ctx) for b in graph.blob_names}
+        self._diff = {b: SyncedArray(block.blob_shapes[b], ctx, fill=loss_diff.get(b, 0.0))
+                      for b in graph.blob_names}
+        self.blobs = OrderedDict((b, Blob(self._data[b], self._diff[b])) for b in graph.blob_names)
+        self._set_grad_reqs()
+        self._build_param_views()
+        self._tape: dict[int, tuple] = {}
+        self._record = any(node.need_backward for node in graph.layers)
+
+    def _set_grad_reqs(self) -> None:
+        """Caffe computes a parameter diff when its layer needs backward and the blob
+        has lr_mult != 0 (or force_backward); diffs accumulate until cleared ('add')."""
+        force = self._graph.force_backward
+        wants: dict[int, tuple] = {}
+        for node, layer in zip(self._graph.layers, self._block.caffe_layers):
+            for p in layer.blobs():
+                need = node.need_backward and (p.lr_mult != 0 or force)
+                wants[id(p)] = (p, need or wants.get(id(p), (p, False))[1])
+        for p, need in wants.values():
+            p.grad_req = "add" if need else "null"
+            if need:
+                p.zero_grad()
+
+    def _build_param_views(self) -> None:
+        arrays: dict[int, Blob] = {}
+        self.layers = []
+        params = OrderedDict()
+        for layer in self._block.caffe_layers:
+            views = []
+            for p in layer.blobs():
+                if id(p) not in arrays:
+                    arrays[id(p)] = Blob(ParamArray(p, self._ctx), GradArray(p, self._ctx))
+                views.append(arrays[id(p)])
+            self.layers.append(LayerView(layer, views))
+            if views:
+                params[layer.name] = views
+        self.params = params
+        self._param_blobs = list(arrays.values())
+
+    # ---- pycaffe's read-only properties ------------------------------------------------
+    @property
+    def _layer_names(self) -> list[str]:
+        return [n.name for n in self._graph.layers]
+
+    @property
+    def layer_dict(self) -> "OrderedDict[str, LayerView]":
+        return OrderedDict(zip(self._layer_names, self.layers))
+
+    @property
+    def _blob_names(self) -> list[str]:
+        return list(self._graph.blob_names)
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self._graph.inputs)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self._graph.outputs)
+
+    @property
+    def top_names(self) -> "OrderedDict[str, list]":
+        return OrderedDict((n.name, list(n.tops)) for n in self._graph.layers)
+
+    @property
+    def bottom_names(self) -> "OrderedDict[str, list]":
+        return OrderedDict((n.name, list(n.bottoms)) for n in self._graph.layers)
+
+    @property
+    def blob_loss_weights(self) -> "OrderedDict[str, float]":
+        return OrderedDict((b, float(self._loss_weights.get(b, 0.0))) for b in self._graph.blob_names)
+
+    _blob_loss_weights = blob_loss_weights
+
+    @property
+    def block(self) -> CaffeNet:
+        """The engine's HybridBlock (for hybridize/export/fast paths)."""
+        return self._block
+
+    # ---- synchronisation -------------------------------------------------------------
+    def _arrays(self):
+        yield from self._data.values()
+        yield from self._diff.values()
+        for blob in self._param_blobs:
+            yield blob._data
+            yield blob._diff
+
+    def _begin_call(self) -> None:
+        for a in self._arrays():
+            a.begin_call()
+        self._sync_shapes()
+
+    def _end_call(self) -> None:
+        for a in self._arrays():
+            a.end_call()
+
+    def _sync_shapes(self) -> None:
+        """Caffe reshapes on every forward: follow input blobs the user reshaped."""
+        wanted = {b: self._data[b].shape for b in self._block.input_names if b in self._data}
+        if wanted != {b: self._block.blob_shapes.get(b) for b in wanted}:
+            self.reshape()
+
+    def reshape(self) -> None:
+        """Propagate input blob shapes through the net (pycaffe's ``net.reshape()``)."""
+        wanted = {b: self._data[b].shape for b in self._block.input_names if b in self._data}
+        shapes = self._block.reshape(wanted)
+        for b, s in shapes.items():
+            self._data[b].reshape(s)
+            self._diff[b].reshape(s)
+            if b in self._loss_weights:
+                self._diff[b].fill = self._loss_weights[b]
+
+    # ---- forward / backward ----------------------------------------------------------
+    def _forward(self, start: int, end: int) -> float:
+        loss = 0.0
+        layers = self._block.caffe_layers
+        for i in range(start, end + 1):
+            node, layer = self._graph.layers[i], layers[i]
+            if is_source_layer(layer):
+                produce = getattr(layer, "next_batch", None)
+                if produce is not None:
+                    for top, arr in zip(node.tops, produce()):
+                        self._data[top].set_device(mx.nd.array(arr, ctx=self._ctx, dtype="float32"))
+                continue
+            bottoms = [self._data[b].device() for b in node.bottoms]
+            shapes = [tuple(x.shape) for x in bottoms]
+            if shapes != [tuple(s) if s else (1,) for s in layer.bottom_shapes]:
+                shape_layer(layer, [self._data[b].shape for b in node.bottoms], first=False)
+            if self._record and node.need_backward:
+                leaves = []
+                for x in bottoms:
+                    leaf = x.detach()
+                    leaf.attach_grad()
+                    leaves.append(leaf)
+                with mx.autograd.record():
+                    tops = _as_list(layer(*leaves))
+                self._tape[i] = (leaves, tops)
+            else:
+                tops = _as_list(layer(*bottoms))
+                self._tape.pop(i, None)
+            for name, value in zip(node.tops, tops):
+                self._data[name].set_device(value)
+            after = getattr(layer, "after_forward", None)
+            if after is not None:
+                after()
+                for blob in self.layers[i].blobs:
+                    blob._data.device_changed()
+            for name, w in zip(node.tops, layer.loss_weights(len(node.tops))):
+                if w:
+                    loss += w * float(self._data[name].device().sum().asscalar())
+        return loss
+
+    def _backward(self, start: int, end: int) -> None:
+        layers = self._block.caffe_layers
+        for i in range(start, end - 1, -1):
+            node, layer = self._graph.layers[i], layers[i]
+            if not node.need_backward or i not in self._tape:
+                continue
+            if not getattr(layer, "has_backward", True):
+                continue
+            leaves, tops = self._tape[i]
+            for leaf in leaves:
+                leaf.grad[:] = 0
+            heads, outs = [], []
+            for name, top in zip(node.tops, tops):
+                head = self._diff[name].device().reshape(top.shape)
+                if any(top is leaf for leaf in leaves):
+                    for leaf in leaves:
+                        if top is leaf:
+                            leaf.grad[:] += head
+                    continue
+                outs.append(top)
+                heads.append(head)
+            if outs:
+                try:
+                    mx.autograd.backward(outs, head_grads=heads, retain_graph=True)
+                except mx.base.MXNetError as exc:
+                    if "not in a computational graph" not in str(exc):
+                        raise
+            for j, b in enumerate(node.bottoms):
+                if node.bottom_need_backward[j]:
+                    self._diff[b].set_device(leaves[j].grad.copy())
+            for blob in self.layers[i].blobs:
+                blob._diff.device_changed()
+
+    def _layer_index(self, name: str) -> int:
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise KeyError(f"no layer named {name!r}; layers: {self._layer_names}") from None
+
+    def forward(self, blobs: Optional[Sequence[str]] = None, start: Optional[str] = None,
+                end: Optional[str] = None, **kwargs) -> dict:
+        """Run layers ``start``..``end`` (names, inclusive); returns {blob: data} for the
+        outputs (or ``end``'s tops) plus ``blobs``. Keyword arguments set input blobs."""
+        blobs = list(blobs or [])
+        start_ind = self._layer_index(start) if start is not None else 0
+        if end is not None:
+            end_ind = self._layer_index(end)
+            outputs = set(self.top_names[end] + blobs)
+        else:
+            end_ind = len(self.layers) - 1
+            outputs = set(self.outputs + blobs)
+        if kwargs:
+            if set(kwargs) != set(self.inputs):
+                raise ValueError("Input blob arguments do not match net inputs.")
+            for name, value in kwargs.items():
+                if np.shape(value)[0] != self.blobs[name].shape[0]:
+                    raise ValueError("Input is not batch sized")
+                self.blobs[name].data[...] = value
+        self._begin_call()
+        try:
+            self._forward(start_ind, end_ind)
+        finally:
+            self._end_call()
+        return {out: self.blobs[out].data for out in outputs}
+
+    def backward(self, diffs: Optional[Sequence[str]] = None, start: Optional[str] = None,
+                 end: Optional[str] = None, **kwargs) -> dict:
+        """Backward from layer ``start`` down to ``end``; returns {blob: diff} for the
+        inputs (or ``end``'s bottoms) plus ``diffs``. Keyword arguments set top diffs."""
+        diffs = list(diffs or [])
+        start_ind = self._layer_index(start) if start is not None else len(self.layers) - 1
+        if end is not None:
+            end_ind = self._layer_index(end)
+            outputs = set(self.bottom_names[end] + diffs)
+        else:
+            end_ind = 0
+            outputs = set(self.inputs + diffs)
+        if kwargs:
+            if set(kwargs) != set(self.outputs):
+                raise ValueError("Top diff arguments do not match net outputs.")
+            for name, value in kwargs.items():
+                if np.shape(value)[0] != self.blobs[name].shape[0]:
+                    raise ValueError("Diff is not batch sized")
+                self.blobs[name].diff[...] = value
+        self._begin_call()
+        try:
+            self._backward(start_ind, end_ind)
+        finally:
+            self._end_call()
+        return {out: self.blobs[out].diff for out in outputs}
+
+    def _batch(self, blobs: dict):
+        num = len(next(iter(blobs.values())))
+        batch_size = next(iter(self.blobs.values())).shape[0]
+        remainder = num % batch_size
+        for b in range(num // batch_size):
+            i = b * batch_size
+            yield {name: blobs[name][i:i + batch_size] for name in blobs}
+        if remainder > 0:
+            padded = {}
+            for name in blobs:
+                padding = np.zeros((batch_size - remainder,) + tuple(np.shape(blobs[name])[1:]))
+                padded[name] = np.concatenate([blobs[name][-remainder:], padding])
+            yield padded
+
+    def forward_all(self, blobs: Optional[Sequence[str]] = None, **kwargs) -> dict:
+        """Forward a whole set of inputs in batches (last batch zero-padded, then cut)."""
+        all_outs = {out: [] for out in set(self.outputs + list(blobs or []))}
+        for batch in self._batch(kwargs):
+            outs = self.forward(blobs=blobs, **batch)
+            for out, value in outs.items():
+                all_outs[out].extend(value.copy())
+        for out in all_outs:
+            all_outs[out] = np.asarray(all_outs[out])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad:
+            for out in all_outs:
+                all_outs[out] = all_outs[out][:-pad]
+        return all_outs
+
+    def forward_backward_all(self, blobs: Optional[Sequence[str]] = None,
+                             diffs: Optional[Sequence[str]] = None, **kwargs) -> tuple:
+        """Forward and backward a whole set in batches; kwargs hold inputs and output diffs."""
+        all_outs = {out: [] for out in set(self.outputs + list(blobs or []))}
+        all_diffs = {d: [] for d in set(self.inputs + list(diffs or []))}
+        forward_in = {k: v for k, v in kwargs.items() if k in self.inputs}
+        backward_in = {k: v for k, v in kwargs.items() if k not in self.inputs}
+        for fb, bb in zip(self._batch(forward_in), self._batch(backward_in) if backward_in
+                          else iter(lambda: {}, None)):
+            outs = self.forward(blobs=blobs, **fb)
+            grads = self.backward(diffs=diffs, **bb)
+            for out, value in outs.items():
+                all_outs[out].extend(value.copy())
+            for d, value in grads.items():
+                all_diffs[d].extend(value.copy())
+        for d in (all_outs, all_diffs):
+            for k in d:
+                d[k] = np.asarray(d[k])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(forward_in.values())))
+        if pad:
+            for d in (all_outs, all_diffs):
+                for k in d:
+                    d[k] = d[k][:-pad]
+        return all_outs, all_diffs
+
+    # ---- weights -----------------------------------------------------------------------
+    def clear_param_diffs(self) -> None:
+        """Zero every parameter diff (Caffe's Net::ClearParamDiffs)."""
+        self._begin_call()
+        for blob in self._param_blobs:
+            if blob._diff.has_grad():
+                blob._diff.param.zero_grad()
+            blob._diff.device_changed()
+        self._end_call()
+
+    def copy_from(self, path: str) -> None:
+        """Load weights by layer name from a .caffemodel or .caffemodel.h5."""
+        self._begin_call()
+        for blob in self._param_blobs:
+            blob._data.device()
+        self._block.copy_from(path)
+        for blob in self._param_blobs:
+            blob._data.device_changed()
+        self._end_call()
+
+    def share_with(self, other: "Net") -> None:
+        """Share learnable blobs with ``other`` by layer name (Caffe's ShareTrainedLayersWith)."""
+        theirs = {l.name: l for l in other._block.caffe_layers}
+        for layer in self._block.caffe_layers:
+            src = theirs.get(layer.name)
+            if src is None or not layer.blob_names:
+                continue
+            if len(src.blob_names) != len(layer.blob_names):
+                raise layer.error(f"has {len(layer.blob_names)} blobs but the source layer has "
+                                  f"{len(src.blob_names)}")
+            for mine, their in zip(layer.blob_names, src.blob_names):
+                p = getattr(src, their)
+                if p.shape != getattr(layer, mine).shape:
+                    raise layer.error(f"blob {mine} shape {getattr(layer, mine).shape} differs from "
+                                      f"the source's {p.shape}")
+                setattr(layer, mine, p)
+        self._block._clear_cached_op()
+        self._build_param_views()
+
+    def save(self, path: str) -> None:
+        """Write the weights as a .caffemodel (V2), like pycaffe's ``net.save``."""
+        self._begin_call()
+        for blob in self._param_blobs:
+            blob._data.device()
+        self._block.save_caffemodel(path)
+        self._end_call()
+
+    def save_hdf5(self, path: str) -> None:
+        """Write the weights in Caffe's HDF5 layout (``Net::ToHDF5``)."""
+        from caffe_compat.formats.hdf5_weights import write_hdf5_weights
+        self._begin_call()
+        for blob in self._param_blobs:
+            blob._data.device()
+        write_hdf5_weights(path, [(n, b) for n, _, b in self._block.layer_blobs()])
+        self._end_call()
+
+    def __repr__(self) -> str:
+        return f"<caffe_compat Net {self._graph.name!r}: {len(self.layers)} layers>"

@@ -1,0 +1,159 @@
+"""Host/device synchronisation for pycaffe's numpy views (Caffe's SyncedMemory).
+
+A blob's value lives on the MXNet device while the engine runs and in a numpy buffer
+once a user has asked for it. numpy writes cannot be observed, so a buffer handed out
+to the user is treated as possibly modified at every API entry (forward, backward,
+solver step): it is uploaded before use, and the device result is copied back INTO THE
+SAME numpy buffer afterwards, so references taken earlier stay live until a reshape.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import mxnet as mx
+import numpy as np
+
+_HOST, _DEVICE, _SYNCED = "host", "device", "synced"
+
+
+class SyncedArray:
+    """One float32 array with a numpy face (``host()``) and an MXNet face (``device()``)."""
+
+    __slots__ = ("shape", "ctx", "_host", "_dev", "_head", "exported", "fill")
+
+    def __init__(self, shape, ctx: mx.Context, fill: float = 0.0):
+        self.shape = tuple(int(d) for d in shape)
+        self.ctx = ctx
+        self.fill = fill
+        self._host: Optional[np.ndarray] = None
+        self._dev: Optional[mx.nd.NDArray] = None
+        self._head = _HOST
+        self.exported = False
+
+    # -- user side --------------------------------------------------------------
+    def host(self) -> np.ndarray:
+        """The numpy buffer (allocated, and refreshed from the device, on demand)."""
+        if self._host is None or self._host.shape != self.shape:
+            self._host = np.full(self.shape, self.fill, dtype=np.float32)
+            if self._head == _HOST:
+                self._head = _SYNCED if self._dev is None else _DEVICE
+        if self._head == _DEVICE:
+            self._download()
+        self.exported = True
+        return self._host
+
+    def reshape(self, shape) -> None:
+        """New shape: a fresh zero buffer (old numpy references no longer track it)."""
+        shape = tuple(int(d) for d in shape)
+        if shape == self.shape:
+            return
+        self.shape = shape
+        self._host, self._dev, self._head, self.exported = None, None, _HOST, False
+
+    # -- engine side ------------------------------------------------------------
+    def begin_call(self) -> None:
+        """An API entry: an exported buffer may have been written by the user."""
+        if self.exported and self._head == _SYNCED:
+            self._head = _HOST
+
+    def device(self) -> mx.nd.NDArray:
+        """The value on the device (uploaded from numpy when the host copy is newer)."""
+        if self._head == _HOST:
+            if self._host is None:
+                self._dev = mx.nd.full(self.shape_for_device(), self.fill, ctx=self.ctx,
+                                       dtype="float32")
+            else:
+                self._dev = mx.nd.array(self._host.reshape(self.shape_for_device()),
+                                        ctx=self.ctx, dtype="float32")
+            self._head = _SYNCED
+        return self._dev
+
+    def shape_for_device(self) -> tuple:
+        # MXNet 1.x has no 0-d arrays: a Caffe scalar blob (shape ()) is (1,) on the device.
+        return self.shape if self.shape else (1,)
+
+    def set_device(self, value: mx.nd.NDArray) -> None:
+        """The engine produced a new value (shape must keep the element count)."""
+        n = int(np.prod(self.shape)) if self.shape else 1
+        if value.size != n:
+            self.reshape(value.shape)
+        self._dev = value
+        self._head = _DEVICE
+
+    def end_call(self) -> None:
+        """An API exit: refresh exported numpy buffers in place."""
+        if self.exported and self._head == _DEVICE:
+            self._download()
+
+    def _download(self) -> None:
+        value = self._dev.asnumpy()
+        if self._host is None or self._host.shape != self.shape:
+            self._host = np.empty(self.shape, dtype=np.float32)
+        self._host[...] = value.reshape(self.shape)
+        self._head = _SYNCED
+
+
+class ParamArray(SyncedArray):
+    """A learnable blob: the device side is the Gluon Parameter itself."""
+
+    __slots__ = ("param",)
+
+    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context):
+        super().__init__(param.shape, ctx)
+        self.param = param
+        self._head = _DEVICE
+
+    def device(self) -> mx.nd.NDArray:
+        if self._head == _HOST:
+            self.param.set_data(mx.nd.array(self._host, dtype="float32"))
+            self._head = _SYNCED
+        return self.param.data(self.ctx)
+
+    def device_changed(self) -> None:
+        """The Parameter changed on the device (solver step, copy_from, BN statistics)."""
+        self._head = _DEVICE
+
+    def _download(self) -> None:
+        if self._host is None or self._host.shape != self.shape:
+            self._host = np.empty(self.shape, dtype=np.float32)
+        self._host[...] = self.param.data(self.ctx).asnumpy()
+        self._head = _SYNCED
+
+    def reshape(self, shape) -> None:
+        raise ValueError("a learnable blob cannot be reshaped through pycaffe")
+
+
+class GradArray(SyncedArray):
+    """A learnable blob's diff: the device side is the Parameter's gradient buffer."""
+
+    __slots__ = ("param",)
+
+    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context):
+        super().__init__(param.shape, ctx)
+        self.param = param
+        self._head = _DEVICE
+
+    def has_grad(self) -> bool:
+        return self.param.grad_req != "null"
+
+    def device(self) -> mx.nd.NDArray:
+        if not self.has_grad():
+            return mx.nd.zeros(self.shape, ctx=self.ctx)
+        grad = self.param.grad(self.ctx)
+        if self._head == _HOST:
+            grad[:] = mx.nd.array(self._host, ctx=self.ctx, dtype="float32")
+            self._head = _SYNCED
+        return grad
+
+    def device_changed(self) -> None:
+        self._head = _DEVICE
+
+    def _download(self) -> None:
+        if self._host is None or self._host.shape != self.shape:
+            self._host = np.zeros(self.shape, dtype=np.float32)
+        if self.has_grad():
+            self._host[...] = self.param.grad(self.ctx).asnumpy()
+        self._head = _SYNCED
+
+    def reshape(self, shape) -> None:
+        raise ValueError("a learnable blob cannot be reshaped through pycaffe")
