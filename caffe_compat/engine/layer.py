@@ -83,6 +83,11 @@ class Layer(mx.gluon.HybridBlock):
     origin: str = "user"
     #: Default loss_weight of top 0 when the prototxt gives none (Caffe: 1 for *Loss).
     default_loss_weight: float = 0.0
+    #: False for layers whose Caffe Backward computes no parameter diffs (BatchNorm's
+    #: statistics): their blobs get grad_req 'null' and are never trained.
+    computes_param_diffs: bool = True
+    #: False for layers whose Caffe Backward is NOT_IMPLEMENTED (ArgMax, Accuracy, ...).
+    has_backward: bool = True
 
     def __init__(self, param, phase: int):
         super().__init__(prefix=param.name + "_")

@@ -69,6 +69,9 @@ class CaffeNet(mx.gluon.HybridBlock):
         self.initialize(ctx=ctx or current_context())
         for layer in self.caffe_layers:
             layer.fill_blobs()
+            if not layer.computes_param_diffs:
+                for p in layer.blobs():
+                    p.grad_req = "null"
 
     # ---- construction ------------------------------------------------------------
     @classmethod
@@ -233,14 +236,18 @@ class CaffeNet(mx.gluon.HybridBlock):
         return [(l.name, l.type, [p.data().asnumpy() for p in l.blobs()]) for l in self.caffe_layers]
 
     def save_caffemodel(self, path: str) -> None:
-        """Write the weights as a V2 .caffemodel with the net's layer definitions (Net::ToProto)."""
-        from caffe_compat.formats.caffemodel import write_caffemodel
+        """Write a V2 .caffemodel as Caffe's Net::ToProto does: every layer (Split layers
+        included) with its phase set, learnable blobs attached."""
+        from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
         from caffe_compat.proto import caffe_pb2
         net_param = caffe_pb2.NetParameter()
         net_param.name = self.graph.name
         for node in self.graph.layers:
-            net_param.layer.add().CopyFrom(node.param)
-        write_caffemodel(path, [(n, t, b) for n, t, b in self.layer_blobs()], net_param=net_param)
+            lp = net_param.layer.add()
+            lp.CopyFrom(node.param)
+            lp.phase = self.phase
+        weights = [LayerWeights(n, t, b) for n, t, b in self.layer_blobs() if b]
+        write_caffemodel(path, weights, net_param=net_param)
 
     # ---- inspection ----------------------------------------------------------------
     def loss_blobs(self) -> list[tuple[str, float]]:

@@ -176,7 +176,8 @@ class Net:
         wants: dict[int, tuple] = {}
         for node, layer in zip(self._graph.layers, self._block.caffe_layers):
             for p in layer.blobs():
-                need = node.need_backward and (p.lr_mult != 0 or force)
+                need = (layer.computes_param_diffs and node.need_backward
+                        and (p.lr_mult != 0 or force))
                 wants[id(p)] = (p, need or wants.get(id(p), (p, False))[1])
         for p, need in wants.values():
             p.grad_req = "add" if need else "null"
