@@ -14,6 +14,9 @@ from caffe_compat.engine.layer import register_layer  # noqa: F401
 from caffe_compat.errors import (CaffeCompatError, LayerError, PrototxtError,  # noqa: F401
                                  WeightsFormatError)
 from caffe_compat.pycaffe.net import Blob, Net  # noqa: F401
+from caffe_compat import io  # noqa: F401
+from caffe_compat.pycaffe.classifier import Classifier  # noqa: F401
+from caffe_compat.pycaffe.detector import Detector  # noqa: F401
 from caffe_compat import proto  # noqa: F401
 
 __version__ = "0.1.0"
