@@ -1,0 +1,140 @@
+"""Every real prototxt parses; legacy copies upgrade to their current-format twins.
+
+Runs over ``../shared/corpus`` (public Caffe files; absent in a user's clone, then
+those tests skip) and always over the golden nets and ``tests/data/prototxt``.
+Files whose name contains "solver" are read as SolverParameter, all others as
+NetParameter (parsed and upgraded). Fork fields only warn (non-strict), as they
+must for real files.
+"""
+import difflib
+import glob
+import os
+import warnings
+
+import pytest
+
+from caffe_compat.formats.prototxt import format_text, read_net
+from caffe_compat.formats.solver_files import read_solver
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+CORPUS = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "corpus"))
+LOCAL_FILES = sorted(glob.glob(os.path.join(HERE, "golden", "*", "net.prototxt"))
+                     + glob.glob(os.path.join(HERE, "data", "prototxt", "*.prototxt")))
+# Legacy-format copies and the current-format file they must upgrade to.
+CORPUS_LEGACY_DIRS = ("bvlc_caffe_v0_format", "bvlc_caffe_v1_format")
+CORPUS_CURRENT_DIR = "bvlc_caffe"
+LOCAL_PAIRS = [("v0_deploy", "v2_deploy"), ("v1_deploy", "v2_deploy"),
+               ("v0_train", "v2_train"), ("v1_train_val", "v2_train_val")]
+
+
+def is_solver(path):
+    return "solver" in os.path.basename(path).lower()
+
+
+def read_any(path):
+    """Reads one file as Caffe would; returns (kind, message, warning texts)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if is_solver(path):
+            kind, message = "solver", read_solver(path)
+        else:
+            kind, message = "net", read_net(path).param
+    return kind, message, [str(w.message) for w in caught
+                           if not issubclass(w.category, DeprecationWarning)]
+
+
+def corpus_files():
+    if not os.path.isdir(CORPUS):
+        return []
+    return sorted(glob.glob(os.path.join(CORPUS, "**", "*.prototxt"), recursive=True))
+
+
+def assert_same_net(legacy_path, current_path):
+    legacy, current = read_any(legacy_path)[1], read_any(current_path)[1]
+    if legacy != current:
+        diff = "".join(difflib.unified_diff(
+            format_text(current).splitlines(True), format_text(legacy).splitlines(True),
+            fromfile=current_path, tofile=legacy_path + " (upgraded)"))
+        pytest.fail(f"{legacy_path} does not upgrade to {current_path}:\n{diff}")
+
+
+# ---------------------------------------------------------------------------
+# Local files (always present)
+# ---------------------------------------------------------------------------
+
+def test_local_files_are_found():
+    assert len(LOCAL_FILES) >= 6 + 13
+
+
+@pytest.mark.parametrize("path", LOCAL_FILES, ids=lambda p: os.path.relpath(p, HERE))
+def test_local_file_parses(path):
+    kind, message, _ = read_any(path)
+    if kind == "net":
+        assert len(message.layer) > 0 and not message.layers and not message.input
+        assert all(layer.type for layer in message.layer)
+    else:
+        assert message.net or message.train_net or message.net_param.layer
+
+
+@pytest.mark.parametrize("legacy, current", LOCAL_PAIRS)
+def test_local_legacy_copies_upgrade_to_current(legacy, current):
+    data = os.path.join(HERE, "data", "prototxt")
+    assert_same_net(os.path.join(data, legacy + ".prototxt"),
+                    os.path.join(data, current + ".prototxt"))
+
+
+# ---------------------------------------------------------------------------
+# The shared corpus (when present)
+# ---------------------------------------------------------------------------
+
+def test_corpus_files_parse():
+    files = corpus_files()
+    if not files:
+        pytest.skip(f"corpus not present at {CORPUS}")
+    counts = {"net": 0, "solver": 0}
+    failures, warned = [], 0
+    for path in files:
+        try:
+            kind, _, notes = read_any(path)
+        except Exception as exc:       # collect every failure, report them together
+            failures.append(f"{os.path.relpath(path, CORPUS)}: {type(exc).__name__}: {exc}")
+            continue
+        counts[kind] += 1
+        warned += bool(notes)
+    print(f"corpus: {counts['net']} nets and {counts['solver']} solvers parsed "
+          f"({warned} with warnings) of {len(files)} files")
+    assert not failures, f"{len(failures)} of {len(files)} files failed:\n" + "\n".join(failures)
+    assert counts["net"] > 0 and counts["solver"] > 0
+
+
+def corpus_pairs():
+    pairs = []
+    for legacy_dir in CORPUS_LEGACY_DIRS:
+        root = os.path.join(CORPUS, legacy_dir)
+        for path in sorted(glob.glob(os.path.join(root, "**", "*.prototxt"), recursive=True)):
+            if is_solver(path):
+                continue
+            twin = os.path.join(CORPUS, CORPUS_CURRENT_DIR, os.path.relpath(path, root))
+            if os.path.isfile(twin):
+                pairs.append((path, twin))
+    return pairs
+
+
+def test_corpus_legacy_copies_upgrade_to_current():
+    if not os.path.isdir(CORPUS):
+        pytest.skip(f"corpus not present at {CORPUS}")
+    pairs = corpus_pairs()
+    if not pairs:
+        pytest.skip("no legacy file in the corpus has a current-format twin")
+    failures = []
+    for legacy, current in pairs:
+        try:
+            assert_same_net(legacy, current)
+        except BaseException as exc:   # pytest.fail raises an Outcome (BaseException)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failures.append(str(exc))
+    print(f"corpus: {len(pairs) - len(failures)} of {len(pairs)} legacy nets upgrade to "
+          "their current-format twin")
+    assert not failures, "\n\n".join(failures)
