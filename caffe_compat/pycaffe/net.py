@@ -251,6 +251,10 @@ class Net:
     def _begin_call(self) -> None:
         for a in self._arrays():
             a.begin_call()
+        # Layers read their Gluon Parameters directly: push user writes to them now.
+        for blob in self._param_blobs:
+            blob._data.device()
+            blob._diff.device()
         self._sync_shapes()
 
     def _end_call(self) -> None:

@@ -74,8 +74,7 @@ class SyncedArray:
 
     def set_device(self, value: mx.nd.NDArray) -> None:
         """The engine produced a new value (shape must keep the element count)."""
-        n = int(np.prod(self.shape)) if self.shape else 1
-        if value.size != n:
+        if tuple(value.shape) != self.shape_for_device():
             self.reshape(value.shape)
         self._dev = value
         self._head = _DEVICE
