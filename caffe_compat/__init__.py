@@ -19,6 +19,8 @@ from caffe_compat import io  # noqa: F401
 from caffe_compat.pycaffe.classifier import Classifier  # noqa: F401
 from caffe_compat.pycaffe.detector import Detector  # noqa: F401
 from caffe_compat import proto  # noqa: F401
+from caffe_compat.solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver,  # noqa: F401
+                                  NesterovSolver, RMSPropSolver, SGDSolver, get_solver)
 from caffe_compat.net_spec import NetSpec, layers, params, to_proto  # noqa: F401
 from caffe_compat import coord_map, draw  # noqa: F401
 

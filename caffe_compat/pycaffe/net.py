@@ -511,11 +511,12 @@ class Net:
 
     def save_hdf5(self, path: str) -> None:
         """Write the weights in Caffe's HDF5 layout (``Net::ToHDF5``)."""
+        from caffe_compat.formats.caffemodel import LayerWeights
         from caffe_compat.formats.hdf5_weights import write_hdf5_weights
         self._begin_call()
         for blob in self._param_blobs:
             blob._data.device()
-        write_hdf5_weights(path, [(n, b) for n, _, b in self._block.layer_blobs()])
+        write_hdf5_weights(path, [LayerWeights(n, t, b) for n, t, b in self._block.layer_blobs()])
         self._end_call()
 
     def __repr__(self) -> str:
