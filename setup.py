@@ -1,8 +1,9 @@
 """caffe-compat: run legacy Caffe nets, weights and recipes on MXNet Gluon.
 
-Layout: the library is ``caffe_compat/``; ``recipes/`` and ``model_zoo/`` live at the
-top of the repository (as the project asked) but install inside the package as
-``caffe_compat.recipes`` and ``caffe_compat.model_zoo``, so there is one namespace.
+Layout: the library is ``caffe_compat/``; ``recipes/``, ``model_zoo/`` and ``prototxt/``
+live at the top of the repository (as the project asked) but install inside the package
+as ``caffe_compat.recipes``, ``caffe_compat.model_zoo`` and ``caffe_compat.prototxt``,
+so there is one namespace.
 """
 from setuptools import find_packages, setup
 
@@ -19,11 +20,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=core_packages + recipe_packages + zoo_packages,
-    package_dir={"caffe_compat.recipes": "recipes", "caffe_compat.model_zoo": "model_zoo"},
+    packages=core_packages + recipe_packages + zoo_packages + ["caffe_compat.prototxt"],
+    package_dir={"caffe_compat.recipes": "recipes", "caffe_compat.model_zoo": "model_zoo",
+                 "caffe_compat.prototxt": "prototxt"},
     package_data={
         "caffe_compat": ["proto/*.proto", "data/*", "data/**/*"],
-        "caffe_compat.model_zoo": ["*.json", "*.tsv", "labels/*", "prototxt/*"],
+        "caffe_compat.model_zoo": ["*.json", "labels/*"],
+        "caffe_compat.prototxt": ["*.prototxt", "*/*.prototxt"],
         "caffe_compat.recipes": ["*/data/*"],
     },
     include_package_data=True,

@@ -1,0 +1,172 @@
+"""Fully convolutional networks (shelhamer/fcn.berkeleyvision.org), deploy form.
+
+The VGG-16 trunk is padded by 100 so the output can be cropped back onto any input;
+fc6/fc7 are convolutions; scores are upsampled by fixed bilinear Deconvolutions and
+fused with pool4/pool3 scores for the 16s/8s nets. Crop offsets are computed from the
+net's coordinate maps (caffe_compat.coord_map.crop), as the upstream net.py files do.
+The upstream data layers (Python) are replaced by Input layers of 1x3x500x500 (the
+shape of voc-fcn8s/deploy.prototxt) and the losses are dropped.
+"""
+from __future__ import annotations
+
+from caffe_compat.coord_map import crop
+from caffe_compat.net_spec import NetSpec, layers as L, params as P
+
+from .common import LR_PARAMS, finish, lrn, max_pool
+
+DEPLOY_SIZE = (500, 500)
+
+
+def _conv_relu(n: NetSpec, conv: str, relu: str, bottom, nout: int, ks: int = 3,
+               stride: int = 1, pad: int = 1):
+    n[conv] = L.Convolution(bottom, kernel_size=ks, stride=stride, num_output=nout, pad=pad,
+                            param=LR_PARAMS)
+    n[relu] = L.ReLU(n[conv], in_place=True)
+    return n[relu]
+
+
+def vgg16_fc(n: NetSpec, bottom, suffix: str = "", first_conv: str = "conv1_1"):
+    """The VGG-16 trunk through drop7; returns drop7 (``suffix`` names a stream)."""
+    s = suffix
+    x = _conv_relu(n, first_conv + s, "relu1_1" + s, bottom, 64, pad=100)
+    x = _conv_relu(n, "conv1_2" + s, "relu1_2" + s, x, 64)
+    n["pool1" + s] = max_pool(x, 2, 2)
+    x = n["pool1" + s]
+    for stage, (convs, width) in enumerate(((2, 128), (3, 256), (3, 512), (3, 512)), start=2):
+        for i in range(1, convs + 1):
+            x = _conv_relu(n, f"conv{stage}_{i}{s}", f"relu{stage}_{i}{s}", x, width)
+        n[f"pool{stage}{s}"] = max_pool(x, 2, 2)
+        x = n[f"pool{stage}{s}"]
+    x = _conv_relu(n, "fc6" + s, "relu6" + s, x, 4096, ks=7, pad=0)
+    n["drop6" + s] = L.Dropout(x, dropout_ratio=0.5, in_place=True)
+    x = _conv_relu(n, "fc7" + s, "relu7" + s, n["drop6" + s], 4096, ks=1, pad=0)
+    n["drop7" + s] = L.Dropout(x, dropout_ratio=0.5, in_place=True)
+    return n["drop7" + s]
+
+
+def _score(bottom, classes: int):
+    return L.Convolution(bottom, num_output=classes, kernel_size=1, pad=0, param=LR_PARAMS)
+
+
+def _upscore(bottom, classes: int, kernel_size: int, stride: int):
+    return L.Deconvolution(bottom, convolution_param=dict(num_output=classes,
+                                                          kernel_size=kernel_size,
+                                                          stride=stride, bias_term=False),
+                           param=[dict(lr_mult=0)])
+
+
+def _head(n: NetSpec, data, drop7, classes: int, stride: int, s: str = "",
+          scale_skips: bool = False):
+    """score_fr -> (fuse pool4, pool3) -> upsample -> crop to ``data``; names end in ``s``."""
+    n["score_fr" + s] = _score(drop7, classes)
+    if stride == 32:
+        n["upscore" + s] = _upscore(n["score_fr" + s], classes, 64, 32)
+        n["score" + s] = crop(n["upscore" + s], data)
+        return
+    n["upscore2" + s] = _upscore(n["score_fr" + s], classes, 4, 2)
+    pool4 = n.pool4
+    if scale_skips:   # voc-fcn8s-atonce: fixed scales condition the skips for all-at-once training
+        n.scale_pool4 = L.Scale(n.pool4, filler=dict(type="constant", value=0.01),
+                                param=[dict(lr_mult=0)])
+        pool4 = n.scale_pool4
+    n["score_pool4" + s] = _score(pool4, classes)
+    n["score_pool4" + s + "c"] = crop(n["score_pool4" + s], n["upscore2" + s])
+    n["fuse_pool4" + s] = L.Eltwise(n["upscore2" + s], n["score_pool4" + s + "c"],
+                                    operation=P.Eltwise.SUM)
+    if stride == 16:
+        n["upscore16" + s] = _upscore(n["fuse_pool4" + s], classes, 32, 16)
+        n["score" + s] = crop(n["upscore16" + s], data)
+        return
+    n["upscore_pool4" + s] = _upscore(n["fuse_pool4" + s], classes, 4, 2)
+    pool3 = n.pool3
+    if scale_skips:
+        n.scale_pool3 = L.Scale(n.pool3, filler=dict(type="constant", value=0.0001),
+                                param=[dict(lr_mult=0)])
+        pool3 = n.scale_pool3
+    n["score_pool3" + s] = _score(pool3, classes)
+    n["score_pool3" + s + "c"] = crop(n["score_pool3" + s], n["upscore_pool4" + s])
+    n["fuse_pool3" + s] = L.Eltwise(n["upscore_pool4" + s], n["score_pool3" + s + "c"],
+                                    operation=P.Eltwise.SUM)
+    n["upscore8" + s] = _upscore(n["fuse_pool3" + s], classes, 16, 8)
+    n["score" + s] = crop(n["upscore8" + s], data)
+
+
+def _input(n: NetSpec, top: str, channels: int = 3, name: str | None = "input"):
+    kwargs = {"name": name} if name else {}
+    n[top] = L.Input(shape=dict(dim=[1, channels, *DEPLOY_SIZE]), **kwargs)
+    return n[top]
+
+
+def fcn_vgg(name: str, classes: int, stride: int, scale_skips: bool = False):
+    """voc-/pascalcontext- FCN-32s/16s/8s on a BGR ``data`` input."""
+    n = NetSpec()
+    data = _input(n, "data")
+    _head(n, data, vgg16_fc(n, data), classes, stride, scale_skips=scale_skips)
+    return finish(n, name)
+
+
+def fcn_alexnet():
+    """voc-fcn-alexnet: CaffeNet trunk padded by 100, fc6 as a 6x6 convolution, stride 32."""
+    n = NetSpec()
+    data = _input(n, "data")
+
+    def conv_relu(i, bottom, ks, nout, stride=1, pad=0, group=1):
+        n[f"conv{i}"] = L.Convolution(bottom, kernel_size=ks, stride=stride, num_output=nout,
+                                      pad=pad, group=group)
+        n[f"relu{i}"] = L.ReLU(n[f"conv{i}"], in_place=True)
+        return n[f"relu{i}"]
+
+    n.pool1 = max_pool(conv_relu(1, data, 11, 96, stride=4, pad=100), 3, 2)
+    n.norm1 = lrn(n.pool1)
+    n.pool2 = max_pool(conv_relu(2, n.norm1, 5, 256, pad=2, group=2), 3, 2)
+    n.norm2 = lrn(n.pool2)
+    x = conv_relu(3, n.norm2, 3, 384, pad=1)
+    x = conv_relu(4, x, 3, 384, pad=1, group=2)
+    n.pool5 = max_pool(conv_relu(5, x, 3, 256, pad=1, group=2), 3, 2)
+    n.fc6 = L.Convolution(n.pool5, kernel_size=6, stride=1, num_output=4096, pad=0, group=1)
+    n.relu6 = L.ReLU(n.fc6, in_place=True)
+    n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
+    n.fc7 = L.Convolution(n.drop6, kernel_size=1, stride=1, num_output=4096, pad=0, group=1)
+    n.relu7 = L.ReLU(n.fc7, in_place=True)
+    n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
+    n.score_fr = _score(n.drop7, 21)
+    n.upscore = _upscore(n.score_fr, 21, 63, 32)
+    n.score = crop(n.upscore, data)
+    return finish(n, "voc-fcn-alexnet")
+
+
+def siftflow(stride: int):
+    """siftflow-fcn{32,16,8}s: one trunk, a semantic (33) and a geometric (3) head."""
+    n = NetSpec()
+    data = _input(n, "data")
+    drop7 = vgg16_fc(n, data)
+    _head(n, data, drop7, 33, stride, s="_sem")
+    _head(n, data, drop7, 3, stride, s="_geo")
+    return finish(n, f"siftflow-fcn{stride}s")
+
+
+def nyud(modality: str):
+    """nyud-fcn32s-{color,hha,color-d,color-hha}: 40 classes, stride 32."""
+    n = NetSpec()
+    if modality in ("color", "hha"):
+        data = _input(n, "data")
+        _head(n, data, vgg16_fc(n, data), 40, 32)
+    elif modality == "color-d":                       # early fusion: a 4-channel trunk
+        color = _input(n, "color", name="color")
+        depth = _input(n, "depth", channels=1, name="depth")
+        n.data = L.Concat(color, depth)
+        _head(n, n.data, vgg16_fc(n, n.data, first_conv="conv1_1_bgrd"), 40, 32)
+    elif modality == "color-hha":                     # late fusion of two full streams
+        color = _input(n, "color", name="color")
+        hha = _input(n, "hha", name="hha")
+        vgg16_fc(n, color, suffix="color")
+        n.score_frcolor = _score(n.drop7color, 40)
+        vgg16_fc(n, hha, suffix="hha")
+        n.score_frhha = _score(n.drop7hha, 40)
+        n.score_fused = L.Eltwise(n.score_frcolor, n.score_frhha, operation=P.Eltwise.SUM,
+                                  coeff=[0.5, 0.5])
+        n.upscore = _upscore(n.score_fused, 40, 64, 32)
+        n.score = crop(n.upscore, color)
+    else:
+        raise ValueError(f"unknown NYUDv2 modality {modality!r}")
+    return finish(n, f"nyud-fcn32s-{modality}")
