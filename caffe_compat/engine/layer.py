@@ -142,6 +142,17 @@ class Layer(mx.gluon.HybridBlock):
         self.blob_fillers[name] = filler
         return p
 
+    def share_blob(self, name: str, param: mx.gluon.Parameter) -> None:
+        """Make blob ``name`` the same Parameter object as ``param`` (Caffe's weight
+        sharing and ShareTrainedLayersWith). Gluon forbids re-assigning a Parameter
+        attribute, so the registries are updated directly."""
+        old = getattr(self, name)
+        self._reg_params[name] = param
+        object.__setattr__(self, name, param)
+        registry = self.params._params
+        registry.pop(old.name, None)
+        registry[param.name] = param
+
     def blobs(self) -> list[mx.gluon.Parameter]:
         """Learnable blobs in Caffe order (``layer.blobs[i]`` in pycaffe)."""
         return [getattr(self, n) for n in self.blob_names]

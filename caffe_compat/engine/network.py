@@ -105,8 +105,7 @@ class CaffeNet(mx.gluon.HybridBlock):
                 if shared.shape != mine.shape:
                     raise layer.error(f"shared parameter '{key}' has shape {mine.shape} here but "
                                       f"{shared.shape} in layer '{owner_layer.name}'")
-                layer.params._params.pop(mine.name, None)
-                setattr(layer, blob, shared)
+                layer.share_blob(blob, shared)
 
     # ---- shapes --------------------------------------------------------------------
     def reshape(self, input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> dict:
@@ -181,7 +180,10 @@ class CaffeNet(mx.gluon.HybridBlock):
         for node, layer in zip(self.graph.layers[start:end + 1], self.caffe_layers[start:end + 1]):
             if is_source_layer(layer) or not node.tops:
                 continue
-            tops = _as_list(layer(*[values[b] for b in node.bottoms]))
+            # A layer without bottoms (Parameter) still needs an array of the trace to
+            # know whether it runs imperatively or symbolically; it ignores the value.
+            args = [values[b] for b in node.bottoms] or list(inputs[:1])
+            tops = _as_list(layer(*args))
             for name, value in zip(node.tops, tops):
                 values[name] = value
         out = [values[o] for o in self.output_names]

@@ -497,7 +497,7 @@ class Net:
                 if p.shape != getattr(layer, mine).shape:
                     raise layer.error(f"blob {mine} shape {getattr(layer, mine).shape} differs from "
                                       f"the source's {p.shape}")
-                setattr(layer, mine, p)
+                layer.share_blob(mine, p)
         self._block._clear_cached_op()
         self._build_param_views()
 

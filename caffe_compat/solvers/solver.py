@@ -34,6 +34,28 @@ from caffe_compat.solvers.update_rules import HISTORY_SETS, RULES
 log = logging.getLogger("caffe_compat.solver")
 
 
+class GlogFormatter(logging.Formatter):
+    """glog's line format (``I1126 10:03:50.123456  1234 solver.cpp:0] message``), so
+    Caffe's own log tools (parse_log.py, plot_training_log.py) read our logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.localtime(record.created)
+        micros = int((record.created % 1) * 1e6)
+        level = record.levelname[0]
+        return (f"{level}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} {record.process:5d} "
+                f"solver.cpp:0] {record.getMessage()}")
+
+
+def log_like_caffe(stream=None) -> logging.Handler:
+    """Send solver log lines to ``stream`` (default stderr, like glog) in glog format."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(GlogFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
+
+
 def _inline_definition(net_param) -> NetDefinition:
     """A net given inline in the solver (net_param, test_net_param ...), upgraded."""
     param = caffe_pb2.NetParameter()
@@ -155,10 +177,10 @@ class Solver:
         self.requested_stop = True
 
     def _log(self, message: str) -> None:
+        """Record a Caffe log line; emitted through the ``caffe_compat.solver`` logger in
+        glog's format when :func:`log_like_caffe` is on (the CLI turns it on)."""
         self.log_lines.append(message)
         log.info(message)
-        if self.param.display or "Test net output" in message or "Testing net" in message:
-            print(message, flush=True)
 
     # ---- the loop ---------------------------------------------------------------------
     def _update_smoothed_loss(self, loss: float, start_iter: int) -> None:
@@ -185,45 +207,71 @@ class Solver:
 
     def step(self, iters: int, progress=None) -> None:
         """Run ``iters`` iterations (Solver::Step)."""
-        p = self.param
-        start_iter = self.iter
+        self._start_steps()
         stop_iter = self.iter + iters
-        self._losses, self.smoothed_loss = [], 0.0
-        timer, iters_last = time.time(), self.iter
         while self.iter < stop_iter:
-            self.net.clear_param_diffs()
-            if (p.test_interval and self.iter % p.test_interval == 0
-                    and (self.iter > 0 or p.test_initialization)):
-                self.test_all()
-                if self.requested_stop:
-                    break
-            for on_start, _ in self._callbacks:
-                on_start()
-            display = p.display and self.iter % p.display == 0
-            loss = 0.0
-            for _ in range(max(p.iter_size, 1)):
-                loss += self.forward_backward()
-            loss /= max(p.iter_size, 1)
-            self._update_smoothed_loss(loss, start_iter)
-            if display:
-                lapse = time.time() - timer
-                per_s = (self.iter - iters_last) / (lapse or 1)
-                self._log(f"Iteration {self.iter} ({per_s:.4g} iter/s, {lapse:.4g}s/{p.display} "
-                          f"iters), loss = {self.smoothed_loss:.6g}")
-                timer, iters_last = time.time(), self.iter
-                self._log_outputs(self.net, "Train")
-            for _, on_ready in self._callbacks:
-                on_ready()
-            self.apply_update()
-            self.iter += 1
+            if not self.begin_iteration():
+                break
+            loss = self.compute_gradients()
+            if not self.end_iteration(loss):
+                break
             if progress is not None:
                 progress(self)
-            if p.snapshot and self.iter % p.snapshot == 0:
-                self.snapshot()
+
+    # Step's body in three parts, so data-parallel replicas can interleave them.
+    def _start_steps(self) -> None:
+        self._start_iter = self.iter
+        self._losses, self.smoothed_loss = [], 0.0
+        self._timer, self._iters_last = time.time(), self.iter
+
+    def begin_iteration(self) -> bool:
+        """Clear diffs, test when due, run on_start callbacks; False if asked to stop."""
+        p = self.param
+        self.net.clear_param_diffs()
+        if (p.test_interval and self.iter % p.test_interval == 0
+                and (self.iter > 0 or p.test_initialization)):
+            self.test_all()
             if self.requested_stop:
-                if getattr(self, "_snapshot_on_stop", False):
-                    self.snapshot()
-                break
+                return False
+        for on_start, _ in self._callbacks:
+            on_start()
+        return True
+
+    def compute_gradients(self) -> float:
+        """iter_size forward/backward passes; returns their mean loss."""
+        n = max(self.param.iter_size, 1)
+        return sum(self.forward_backward() for _ in range(n)) / n
+
+    def end_iteration(self, loss: float) -> bool:
+        """Smoothed loss, display, callbacks, update, iter += 1, snapshot; False to stop."""
+        p = self.param
+        self._update_smoothed_loss(loss, self._start_iter)
+        if p.display and self.iter % p.display == 0:
+            lapse = time.time() - self._timer
+            per_s = (self.iter - self._iters_last) / (lapse or 1)
+            self._log(f"Iteration {self.iter} ({per_s:.4g} iter/s, {lapse:.4g}s/{p.display} "
+                      f"iters), loss = {self.smoothed_loss:.6g}")
+            self._timer, self._iters_last = time.time(), self.iter
+            self._log_outputs(self.net, "Train")
+        for _, on_ready in self._callbacks:
+            on_ready()
+        self.apply_update()
+        self.iter += 1
+        if p.snapshot and self.iter % p.snapshot == 0:
+            self.snapshot()
+        if self.requested_stop:
+            if getattr(self, "_snapshot_on_stop", False):
+                self.snapshot()
+            return False
+        return True
+
+    def solve_with_progress(self, progress: Callable) -> None:
+        """:meth:`solve` calling ``progress(solver)`` after every iteration."""
+        self._progress = progress
+        try:
+            self.solve()
+        finally:
+            self._progress = None
 
     def solve(self, resume_file: Optional[str] = None) -> None:
         """Solver::Solve: restore if asked, step to max_iter, final snapshot/test."""
@@ -234,7 +282,7 @@ class Solver:
         if resume_file:
             self.restore(resume_file)
         start_iter = self.iter
-        self.step(p.max_iter - self.iter)
+        self.step(p.max_iter - self.iter, progress=getattr(self, "_progress", None))
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self.requested_stop:
