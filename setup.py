@@ -40,6 +40,8 @@ setup(
         "tqdm",
         "h5py",
         "scipy",
+        "lmdb",    # Data layers with backend LMDB (small binary wheel)
+        "plyvel",  # Data layers with backend LEVELDB (Caffe's default backend)
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["caffe-compat=caffe_compat.cli.main:main"]},

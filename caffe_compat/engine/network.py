@@ -223,7 +223,11 @@ class CaffeNet(mx.gluon.HybridBlock):
                 for i, (arr, p) in enumerate(zip(blobs, params)):
                     arr = np.asarray(arr, dtype=np.float32)
                     if tuple(arr.shape) != tuple(p.shape):
-                        if arr.size == int(np.prod(p.shape)) and legacy_shape_matches(arr.shape, p.shape):
+                        # Caffe's 0-d blobs (PReLU channel_shared, scalar Scale) are (1,) in
+                        # MXNet; legacy 4-D blobs reshape by Caffe's ShapeEquals rule.
+                        scalar = arr.size == 1 and (arr.ndim == 0 or tuple(p.shape) == (1,))
+                        if scalar or (arr.size == int(np.prod(p.shape))
+                                      and legacy_shape_matches(arr.shape, p.shape)):
                             arr = arr.reshape(p.shape)
                         else:
                             raise WeightsMismatchError(
@@ -234,8 +238,15 @@ class CaffeNet(mx.gluon.HybridBlock):
         return loaded
 
     def layer_blobs(self) -> list[tuple[str, str, list[np.ndarray]]]:
-        """(layer name, type, blobs as numpy) for every layer in order (for saving)."""
-        return [(l.name, l.type, [p.data().asnumpy() for p in l.blobs()]) for l in self.caffe_layers]
+        """(layer name, type, blobs as numpy, in Caffe's blob shapes) for every layer."""
+        out = []
+        for layer in self.caffe_layers:
+            arrays = [p.data().asnumpy() for p in layer.blobs()]
+            caffe_shapes = getattr(layer, "caffe_blob_shapes", None)
+            if caffe_shapes:
+                arrays = [a.reshape(s) if s is not None else a for a, s in zip(arrays, caffe_shapes)]
+            out.append((layer.name, layer.type, arrays))
+        return out
 
     def save_caffemodel(self, path: str) -> None:
         """Write a V2 .caffemodel as Caffe's Net::ToProto does: every layer (Split layers

@@ -149,7 +149,8 @@ class Net:
     def _init_from_block(self, block: CaffeNet) -> None:
         self._block = block
         self._ctx = current_context()
-        ctx = list(block.collect_params().values())[0].list_ctx()[0] if block.collect_params() else self._ctx
+        params = list(block.collect_params().values())
+        ctx = params[0].list_ctx()[0] if params else self._ctx
         self._ctx = ctx
         graph = block.graph
         self._graph = graph
@@ -287,6 +288,8 @@ class Net:
                 produce = getattr(layer, "next_batch", None)
                 if produce is not None:
                     for top, arr in zip(node.tops, produce()):
+                        if arr is None:      # the layer keeps this top as it is (DummyData constant)
+                            continue
                         self._data[top].set_device(mx.nd.array(arr, ctx=self._ctx, dtype="float32"))
                 continue
             bottoms = [self._data[b].device() for b in node.bottoms]
@@ -461,6 +464,13 @@ class Net:
                 for k in d:
                     d[k] = d[k][:-pad]
         return all_outs, all_diffs
+
+    def set_input_arrays(self, data, labels) -> None:
+        """pycaffe's ``net.set_input_arrays(data, labels)``: feed the first MemoryData layer."""
+        layer = next((l for l in self._block.caffe_layers if l.type == "MemoryData"), None)
+        if layer is None:
+            raise RuntimeError("set_input_arrays needs a net with a MemoryData layer")
+        layer.set_input_arrays(data, labels)
 
     # ---- weights -----------------------------------------------------------------------
     def clear_param_diffs(self) -> None:
