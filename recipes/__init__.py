@@ -1,0 +1,1 @@
+"""Caffe-era training/inference recipes (installed as ``caffe_compat.recipes``)."""
