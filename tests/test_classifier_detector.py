@@ -300,12 +300,21 @@ def test_detect_selective_search_default_sources(fc8, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_png(tmp_path / "a.png", np.random.RandomState(8).rand(10, 12, 3))
     det = make_detector(fc8)
-    monkeypatch.setitem(sys.modules, "caffe_compat.recipes.rcnn", None)
+    monkeypatch.setitem(sys.modules, "caffe_compat.recipes.rcnn.detector", None)
     monkeypatch.setitem(sys.modules, "selective_search_ijcv_with_python", None)
     with pytest.raises(CaffeCompatError, match="needs region proposals"):
         det.detect_selective_search(["a.png"])
-    recipe = types.ModuleType("caffe_compat.recipes.rcnn")
-    recipe.selective_search = lambda f: np.array([[0, 0, 4, 4]])
-    monkeypatch.setitem(sys.modules, "caffe_compat.recipes.rcnn", recipe)
+    recipe = types.ModuleType("caffe_compat.recipes.rcnn.detector")
+    recipe.selective_search_windows = lambda f: np.array([[0, 0, 4, 4]])
+    monkeypatch.setitem(sys.modules, "caffe_compat.recipes.rcnn.detector", recipe)
     got = det.detect_selective_search(["a.png"])
     assert len(got) == 1 and list(got[0]["window"]) == [0, 0, 4, 4]
+
+
+def test_detect_selective_search_uses_the_recipe_by_default(fc8, tmp_path, monkeypatch):
+    """No proposals given: caffe-compat's own selective search supplies the windows."""
+    monkeypatch.chdir(tmp_path)
+    _write_png(tmp_path / "a.png", np.random.RandomState(8).rand(40, 48, 3))
+    det = make_detector(fc8)
+    got = det.detect_selective_search(["a.png"])
+    assert len(got) >= 1 and all(len(d["window"]) == 4 for d in got)

@@ -231,11 +231,11 @@ class Detector(Net):
 def _default_proposals(abs_names: list) -> list:
     """Windows per image from the bundled R-CNN recipe, else pycaffe's external package."""
     try:
-        from caffe_compat.recipes.rcnn import selective_search
+        from caffe_compat.recipes.rcnn.detector import selective_search_windows
     except ImportError:
-        selective_search = None
-    if selective_search is not None:
-        return [selective_search(f) for f in abs_names]
+        selective_search_windows = None
+    if selective_search_windows is not None:
+        return [selective_search_windows(f) for f in abs_names]
     try:
         import selective_search_ijcv_with_python as ss_ijcv
     except ImportError:

@@ -1,1 +1,21 @@
-"""R-CNN recipe (Girshick et al. 2014): region proposals by selective search, then per-region CNN features."""
+"""R-CNN recipe (Girshick et al. 2014): region proposals by selective search, then per-region CNN features.
+
+Modules (import them directly; importing this package loads nothing heavy):
+
+* ``selective_search``: the proposals (Uijlings et al. 2013);
+* ``detector``: :class:`~caffe_compat.recipes.rcnn.detector.RCNNDetector` -- warped context
+  crops as ``caffe.Detector.crop``, batched scoring, per-class NMS, top-k; drawing;
+  ``selective_search_windows`` is the proposal callable for pycaffe's
+  ``Detector.detect_selective_search``;
+* ``nms``: +1-pixel IoU and R-CNN's greedy NMS;
+* ``bbox_regression``: class-specific ridge regressors on pool5;
+* ``svm``: per-class linear SVMs with hard negative mining;
+* ``features``: per-image feature caches (HDF5);
+* ``train``: window files for WindowData fine-tuning, the fine-tuning net and solver,
+  SVM and regressor training from caches, the ``fc-rcnn`` deploy net + caffemodel, VOC AP;
+* ``voc_eval``: PASCAL VOC AP through GluonCV's metrics;
+* ``demo``: the ``caffe-compat demo`` stage.
+
+``from caffe_compat.recipes.rcnn import selective_search`` gives the selective search
+module (its function is ``selective_search.selective_search``).
+"""
