@@ -140,3 +140,46 @@ def test_hybridized_block_forward_and_backward(name, tmp_path):
             if not e <= gh.BACKWARD_TOL:
                 bad.append(f"param_diff {layer.name}/{i}: {e:.3g}")
     assert bad == []
+
+
+@pytest.mark.parametrize("name", gh.SETS)
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_whole_graph_backward_from_outputs_only(name, hybridize, tmp_path):
+    """Backward through the whole block with head gradients on the net outputs only
+    (as DeepDream's fast path and training do): every input and parameter gradient is
+    Caffe's. (With every blob an output, zero heads would mask layout bugs such as
+    oneDNN LRN's.)"""
+    gs = gh.load(name)
+    net = make_net(gs, str(tmp_path))
+    block = net.block
+    block.set_outputs(gs.meta["outputs"])
+    if hybridize:
+        block.hybridize()
+    inputs = [mx.nd.array(gs.npz[f"input/{b}"]) for b in block.input_names]
+    for x in inputs:
+        x.attach_grad()
+    for p in block.collect_params().values():
+        if p.grad_req != "null":
+            p.zero_grad()
+    with mx.autograd.record():
+        outs = block(*inputs)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    heads = [mx.nd.array(gs.npz[f"topdiff/{b}"]) for b in gs.meta["outputs"]]
+    mx.autograd.backward(outs, head_grads=heads)
+    bad = []
+    for b, x in zip(block.input_names, inputs):
+        e = gh.rel_err(x.grad.asnumpy(), gs.npz[f"diff/{b}"])
+        if not e <= gh.BACKWARD_TOL:
+            bad.append(f"diff {b}: {e:.3g}")
+    skipped = set(gs.meta.get("backward_skipped_layers", []))
+    for layer in block.caffe_layers:
+        if layer.name in skipped:
+            continue
+        for i, p in enumerate(layer.blobs()):
+            ref = gs.npz.get(f"param_diff/{layer.name}/{i}")
+            if ref is None or p.grad_req == "null":
+                continue
+            e = gh.rel_err(p.grad().asnumpy(), ref)
+            if not e <= gh.BACKWARD_TOL:
+                bad.append(f"param_diff {layer.name}/{i}: {e:.3g}")
+    assert bad == []

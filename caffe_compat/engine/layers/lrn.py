@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+from caffe_compat.engine.onednn import plain_layout_grad
 from caffe_compat.engine.layer import Layer, register_layer
 
 ACROSS_CHANNELS, WITHIN_CHANNEL = 0, 1
@@ -51,7 +52,9 @@ class LRN(Layer):
     def hybrid_forward(self, F, x):
         n = self.size
         if self.region == ACROSS_CHANNELS:
-            return (F.LRN(x, alpha=self.alpha, beta=self.beta, knorm=self.k, nsize=n),)
+            # oneDNN's LRN backward misreads blocked-layout gradients (engine/onednn.py)
+            y = F.LRN(x, alpha=self.alpha, beta=self.beta, knorm=self.k, nsize=n)
+            return (plain_layout_grad(F, y),)
         pad = (n - 1) // 2
         mean_sq = F.Pooling(F.square(x), kernel=(n, n), stride=(1, 1), pad=(pad, pad),
                             pool_type="avg", pooling_convention="full",

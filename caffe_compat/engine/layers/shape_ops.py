@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from caffe_compat.engine.onednn import plain_layout_grad
 from caffe_compat.engine.layer import Layer, Shape, canonical_axis, count, register_layer
 
 
@@ -53,7 +54,8 @@ class Concat(Layer):
     def hybrid_forward(self, F, *bottoms):
         if len(bottoms) == 1:
             return (F.identity(bottoms[0]),)
-        return (F.concat(*bottoms, dim=self.axis),)
+        # oneDNN's concat backward crashes on blocked-layout gradients (engine/onednn.py)
+        return (plain_layout_grad(F, F.concat(*bottoms, dim=self.axis)),)
 
 
 @register_layer("Slice", origin="BVLC")
