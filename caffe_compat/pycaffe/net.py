@@ -310,6 +310,9 @@ class Net:
                 self._tape.pop(i, None)
             for name, value in zip(node.tops, tops):
                 self._data[name].set_device(value)
+                # a data-dependent top size (proposals, detections): the diff follows it
+                if self._diff[name].shape_for_device() != tuple(value.shape):
+                    self._diff[name].reshape(self._data[name].shape)
             after = getattr(layer, "after_forward", None)
             if after is not None:
                 after()
