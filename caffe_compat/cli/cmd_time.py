@@ -22,6 +22,7 @@ def time_layers(net, iterations: int, backward: bool = True) -> dict:
     bwd = np.zeros(n)
     fwd_pass = bwd_pass = 0.0
     net.forward()                      # warm-up (allocations, first reshape)
+    net.forward()
     if backward:
         net.backward()
     for _ in range(iterations):

@@ -111,6 +111,11 @@ class Layer(mx.gluon.HybridBlock):
         """Caffe's AllowForceBackward: False for bottoms such as labels."""
         return True
 
+    def passes_bottom_through(self) -> bool:
+        """True when every top equals bottom 0 unchanged (Split; Dropout at TEST): the
+        whole-net block then binds the tops to the bottom instead of copying it."""
+        return False
+
     # ---- helpers for subclasses -------------------------------------------------
     @property
     def name(self) -> str:

@@ -56,6 +56,7 @@ class CaffeNet(mx.gluon.HybridBlock):
                             if is_source_layer(layer) for t in node.tops]
         self.output_names = list(graph.outputs)
         self._range = (0, len(self.caffe_layers) - 1)
+        self._fused: dict[int, int] = {}
         self.blob_shapes: dict[str, tuple] = {}
         self._input_shapes: dict[str, tuple] = {}
         self._set_up = False
@@ -164,6 +165,49 @@ class CaffeNet(mx.gluon.HybridBlock):
         self.output_names = outputs
         self._clear_cached_op()
 
+    def fuse_batchnorm_scale(self, enabled: bool = True) -> int:
+        """Run each BatchNorm (global statistics) and the per-channel Scale after it in
+        two passes over the data instead of three (see ``_fused_batchnorm_scale``).
+
+        The intermediate (post-BatchNorm, pre-Scale) value is never visible in the
+        block (Caffe nets apply both in place); pycaffe's layer-by-layer path is not
+        affected. Returns the number of fused pairs.
+        """
+        self._fused = {}
+        if enabled:
+            outputs = set(self.output_names)
+            layers, nodes = self.caffe_layers, self.graph.layers
+            for i in range(len(layers) - 1):
+                bn, sc = layers[i], layers[i + 1]
+                if (bn.type == "BatchNorm" and getattr(bn, "use_global_stats", False)
+                        and getattr(bn, "num_axes", 0) >= 2 and sc.type == "Scale"
+                        and getattr(sc, "per_channel", False) and not sc.two_bottoms
+                        and sc.axis == 1 and nodes[i + 1].bottoms == nodes[i].tops
+                        and (nodes[i].tops[0] == nodes[i + 1].tops[0]
+                             or nodes[i].tops[0] not in outputs)):
+                    self._fused[i] = i + 1
+        self._clear_cached_op()
+        return len(self._fused)
+
+    @staticmethod
+    def _fused_batchnorm_scale(F, x, bn, sc):
+        """Two passes instead of three: ``x - mean`` (exact, as Caffe's first step), then
+        ``centred * (scale / std) + bias`` (Caffe divides by std, then scales: within
+        an ulp or two of this)."""
+        def value(p):
+            return p.var() if F is mx.sym else p.data(x.context)
+        zero, one = value(bn.affine_zero), value(bn.affine_one)
+        sf = value(bn.scale_factor)
+        factor = F.where(sf == 0, F.zeros_like(sf), 1.0 / sf)
+        mean = F.broadcast_mul(value(bn.mean), factor)
+        inv_std = 1.0 / F.sqrt(F.broadcast_mul(value(bn.variance), factor) + bn.eps)
+        centred = F.BatchNorm(x, one, -mean, zero, one, eps=0.0, use_global_stats=True,
+                              fix_gamma=False, axis=1)
+        gamma = value(sc.scale) * inv_std
+        beta = value(sc.bias) if "bias" in sc.blob_names else zero
+        return F.BatchNorm(centred, gamma, beta, zero, one, eps=0.0, use_global_stats=True,
+                           fix_gamma=False, axis=1)
+
     def forward(self, *args):
         if args and isinstance(args[0], mx.nd.NDArray):
             shapes = {n: tuple(a.shape) for n, a in zip(self.input_names, args)}
@@ -177,8 +221,25 @@ class CaffeNet(mx.gluon.HybridBlock):
                             f"got {len(inputs)}")
         values = dict(zip(self.input_names, inputs))
         start, end = self._range
-        for node, layer in zip(self.graph.layers[start:end + 1], self.caffe_layers[start:end + 1]):
+        fused_away = set(self._fused.values())
+        for i in range(start, end + 1):
+            node, layer = self.graph.layers[i], self.caffe_layers[i]
+            if i in fused_away:
+                continue
+            if i in self._fused and self._fused[i] <= end:
+                sc_node = self.graph.layers[self._fused[i]]
+                y = self._fused_batchnorm_scale(F, values[node.bottoms[0]], layer,
+                                                self.caffe_layers[self._fused[i]])
+                values[node.tops[0]] = y
+                values[sc_node.tops[0]] = y
+                continue
             if is_source_layer(layer) or not node.tops:
+                continue
+            if layer.passes_bottom_through():
+                # Split / Dropout at TEST: the tops are the bottom (no copy); autograd
+                # sums the consumers' gradients exactly as SplitLayer::Backward does.
+                for name in node.tops:
+                    values[name] = values[node.bottoms[0]]
                 continue
             # A layer without bottoms (Parameter) still needs an array of the trace to
             # know whether it runs imperatively or symbolically; it ignores the value.

@@ -57,9 +57,12 @@ class Eltwise(Layer):
         op = self.param.eltwise_param.operation
         if op == _OP.SUM:
             coeffs = list(self.param.eltwise_param.coeff) or [1.0] * len(bottoms)
-            top = float(coeffs[0]) * bottoms[0]
-            for c, b in zip(coeffs[1:], bottoms[1:]):
-                top = top + float(c) * b
+            terms = [b if float(c) == 1.0 else float(c) * b for c, b in zip(coeffs, bottoms)]
+            if len(terms) > 1 and all(float(c) == 1.0 for c in coeffs):
+                return (F.add_n(*terms),)   # Caffe's sum of the bottoms, in one pass
+            top = terms[0]
+            for t in terms[1:]:
+                top = top + t
             return (top,)
         if op == _OP.PROD:
             top = bottoms[0] * bottoms[1]

@@ -40,7 +40,9 @@ class ReLU(NeuronLayer):
     def hybrid_forward(self, F, x):
         slope = float(self.param.relu_param.negative_slope)
         if slope == 0.0:
-            return (F.relu(x),)
+            # Activation(relu) is the oneDNN kernel (F.relu is not): same values, and
+            # the gradient is Caffe's top_diff * (x > 0).
+            return (F.Activation(x, act_type="relu"),)
         return (F.LeakyReLU(x, act_type="leaky", slope=slope),)
 
 
@@ -262,6 +264,9 @@ class Dropout(NeuronLayer):
         ratio = self.param.dropout_param.dropout_ratio
         if not 0.0 <= ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {ratio}")
+
+    def passes_bottom_through(self) -> bool:
+        return self.phase != caffe_pb2.TRAIN or float(self.param.dropout_param.dropout_ratio) == 0.0
 
     def hybrid_forward(self, F, x):
         ratio = float(self.param.dropout_param.dropout_ratio)

@@ -119,6 +119,9 @@ class Split(Layer):
         self.check_bottoms(bottom_shapes, exactly=1)
         return [tuple(bottom_shapes[0])] * max(len(self.param.top), 1)
 
+    def passes_bottom_through(self) -> bool:
+        return True
+
     def hybrid_forward(self, F, x):
         return tuple(F.identity(x) for _ in range(max(len(self.param.top), 1)))
 
