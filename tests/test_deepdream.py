@@ -278,7 +278,7 @@ def test_demo_runs_offline_with_the_embedded_model(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("CAFFE_COMPAT_MIRROR", f"http://127.0.0.1:{_closed_port()}/models")
     monkeypatch.setenv("CAFFE_COMPAT_HOME", str(tmp_path / "cache"))
     out = tmp_path / "demo-out"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--only", "deepdream", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     offline = [l for l in lines if "download" in l]
     assert len(offline) == 1 and offline[0].startswith("offline:")
