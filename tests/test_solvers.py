@@ -204,3 +204,71 @@ def test_hdf5_snapshot_and_typed_solver_class(tmp_path):
     for l, bs in t.net.params.items():
         for blob, ref in zip(bs, s.net.params[l]):
             assert np.array_equal(blob.data, ref.data)
+
+
+GOLDEN_TRAIN = ["googlenet_tiny", "resnet_tiny"]
+
+
+def golden_train_variant(name: str, tmp_path) -> str:
+    """A golden net (real Caffe's structure and weights) turned into a TRAIN net: a
+    label input and SoftmaxWithLoss on its classifier scores (the blob before 'prob')."""
+    import golden_harness as gh
+    gs = gh.load(name)
+    text = open(gs.prototxt).read()
+    prob = [l for l in gs.meta["layers"] if l["tops"] == ["prob"]][0]
+    scores = prob["bottoms"][0]
+    n = gs.npz["input/data"].shape[0]
+    text += ('\nlayer { name: "label" type: "Input" top: "label" input_param { shape { dim: %d } } }\n'
+             'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "%s" bottom: "label" top: "loss" }\n'
+             % (n, scores))
+    (tmp_path / "train.prototxt").write_text(text)
+    return str(tmp_path / "train.prototxt")
+
+
+@pytest.mark.parametrize("kind", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"])
+@pytest.mark.parametrize("net_name", GOLDEN_TRAIN)
+def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_path):
+    import golden_harness as gh
+    gs = gh.load(net_name)
+    net_path = golden_train_variant(net_name, tmp_path)
+    p = dict(DEFAULTS, lr_policy="fixed", base_lr=0.01 if kind not in ("AdaDelta",) else 1.0,
+             momentum=0.0 if kind in ("AdaGrad", "RMSProp") else 0.9, delta=1e-6)
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{net_path}"\ntype: "{kind}"\nbase_lr: {p["base_lr"]}\nmomentum: {p["momentum"]}\n'
+        f'momentum2: 0.999\ndelta: {p["delta"]}\nrms_decay: 0.99\nweight_decay: {p["weight_decay"]}\n'
+        f'lr_policy: "fixed"\nmax_iter: 10\ndisplay: 0\nsnapshot_prefix: "{tmp_path / "s"}"\n')
+    solver = caffe.get_solver(str(tmp_path / "solver.prototxt"))
+    net = solver.net
+    net.copy_from(gs.weights)
+    net.blobs["data"].data[...] = gs.npz["input/data"]
+    net.blobs["label"].data[...] = np.arange(net.blobs["label"].count) % 3
+    # the multipliers, read from the prototxt's ParamSpecs (Caffe's defaults 1/1)
+    specs, weights = {}, {}
+    for layer in net.layers:
+        lp = layer._layer.param
+        for i, blob in enumerate(layer.blobs):
+            spec = lp.param[i] if i < len(lp.param) else None
+            lr = spec.lr_mult if spec is not None else 1.0
+            decay = spec.decay_mult if spec is not None else 1.0
+            if layer.type == "BatchNorm":
+                lr = 0.0                                  # Caffe forces it
+            specs[(layer.name, i)] = (lr, decay)
+            weights[(layer.name, i)] = blob.data.astype(np.float64).copy()
+    sets = 2 if kind in ("Adam", "AdaDelta") else 1
+    hist = {k: [np.zeros_like(w) for _ in range(sets)] for k, w in weights.items()}
+    state = {"it": 0}
+
+    def on_gradients_ready():
+        it = state["it"]
+        for k in weights:
+            lr_mult, decay_mult = specs[k]
+            d = net.params[k[0]][k[1]].diff.astype(np.float64) + p["weight_decay"] * decay_mult * weights[k]
+            weights[k] = weights[k] - numpy_rule(kind, d, hist[k], p["base_lr"] * lr_mult, p, it)
+        state["it"] += 1
+
+    solver.add_callback(lambda: None, on_gradients_ready)
+    solver.step(4)
+    for k, w in weights.items():
+        ours = net.params[k[0]][k[1]].data
+        err = np.linalg.norm(ours - w) / max(np.linalg.norm(w), 1e-12)
+        assert err <= 1e-5, (k, err)
