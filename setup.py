@@ -43,6 +43,6 @@ setup(
         "lmdb",    # Data layers with backend LMDB (small binary wheel)
         "plyvel",  # Data layers with backend LEVELDB (Caffe's default backend)
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "grpcio-tools==1.85.1"]},  # grpcio-tools: the schema staleness test
     entry_points={"console_scripts": ["caffe-compat=caffe_compat.cli.main:main"]},
 )

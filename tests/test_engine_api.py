@@ -136,3 +136,21 @@ def test_user_registered_layer_runs_forward_backward_and_hybridized(tmp_path):
     assert np.allclose(net.block(mx.nd.ones((2, 3))).asnumpy(), 3)
     from caffe_compat.engine.layer import LAYER_TYPES
     assert LAYER_TYPES["TimesThree"].origin == "user"
+
+
+def test_fused_batchnorm_scale_matches_caffe_and_refolds_on_load(tmp_path):
+    gs, net = golden_net("resnet_tiny")
+    x = mx.nd.array(gs.npz["input/data"])
+    assert net.fuse_batchnorm_scale() == 12            # every BatchNorm+Scale pair
+    net.hybridize(static_alloc=True)
+    assert gh.rel_err(net(x).asnumpy(), gs.npz["data/prob"]) <= 1e-5
+    # new weights: the folded constants follow copy_from
+    fresh = CaffeNet.from_prototxt(gs.prototxt)
+    fresh.fuse_batchnorm_scale()
+    fresh.hybridize()
+    before = fresh(x).asnumpy()
+    fresh.copy_from(gs.weights)
+    after = fresh(x).asnumpy()
+    assert gh.rel_err(after, gs.npz["data/prob"]) <= 1e-5 and not np.allclose(before, after)
+    assert net.fuse_batchnorm_scale(False) == 0
+    assert gh.rel_err(net(x).asnumpy(), gs.npz["data/prob"]) <= 1e-5

@@ -13,6 +13,8 @@ whenever an input shape changes (the cached graph is dropped then), so one objec
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from typing import Iterable, Mapping, Optional, Sequence
 
 import mxnet as mx
@@ -22,11 +24,21 @@ from caffe_compat.context import current_context
 from caffe_compat.engine.build import instantiate_layer, shape_layer
 from caffe_compat.engine.graph import SOURCE_TYPES, NetGraph, build_graph, mark_backward
 from caffe_compat.engine.layer import Layer
+from caffe_compat.engine.onednn import gradient_guards
 from caffe_compat.errors import WeightsMismatchError
 
 
 def _as_list(out) -> list:
     return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+@contextmanager
+def _quiet_unused_params():
+    """Gluon warns about Parameters a traced graph does not use; a net cut with
+    ``set_outputs(end=...)`` or with fused BatchNorm+Scale legitimately leaves some."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Parameter .* is not used by any computation")
+        yield
 
 
 def is_source_layer(layer: Layer) -> bool:
@@ -166,12 +178,17 @@ class CaffeNet(mx.gluon.HybridBlock):
         self._clear_cached_op()
 
     def fuse_batchnorm_scale(self, enabled: bool = True) -> int:
-        """Run each BatchNorm (global statistics) and the per-channel Scale after it in
-        two passes over the data instead of three (see ``_fused_batchnorm_scale``).
+        """Inference speed-up: each BatchNorm (global statistics) and the per-channel
+        Scale after it run as two passes over the data instead of three, with their
+        per-channel coefficients folded once, here, instead of at every forward.
 
-        The intermediate (post-BatchNorm, pre-Scale) value is never visible in the
-        block (Caffe nets apply both in place); pycaffe's layer-by-layer path is not
-        affected. Returns the number of fused pairs.
+        Pass 1 is Caffe's ``x - mean`` (exact); pass 2 is ``centred * (scale / std) +
+        bias`` where Caffe divides by std and then scales (within an ulp or two). The
+        post-BatchNorm, pre-Scale value is never visible in the block (Caffe nets apply
+        both in place); pycaffe's layer-by-layer path and training are not affected.
+        The folded coefficients are refreshed by :meth:`copy_from`/`load_layer_blobs`;
+        call this again after changing BatchNorm/Scale parameters any other way.
+        Returns the number of fused pairs.
         """
         self._fused = {}
         if enabled:
@@ -186,34 +203,56 @@ class CaffeNet(mx.gluon.HybridBlock):
                         and (nodes[i].tops[0] == nodes[i + 1].tops[0]
                              or nodes[i].tops[0] not in outputs)):
                     self._fused[i] = i + 1
+            self._fold_batchnorm_scale()
         self._clear_cached_op()
         return len(self._fused)
 
-    @staticmethod
-    def _fused_batchnorm_scale(F, x, bn, sc):
-        """Two passes instead of three: ``x - mean`` (exact, as Caffe's first step), then
-        ``centred * (scale / std) + bias`` (Caffe divides by std, then scales: within
-        an ulp or two of this)."""
-        def value(p):
+    def _fold_batchnorm_scale(self) -> None:
+        """(Re)compute the fused pairs' per-channel shift, gain and bias constants."""
+        for i, j in self._fused.items():
+            bn, sc = self.caffe_layers[i], self.caffe_layers[j]
+            ctx = bn.mean.list_ctx()[0]
+            sf = bn.scale_factor.data(ctx)
+            factor = mx.nd.where(sf == 0, mx.nd.zeros_like(sf), 1.0 / sf)
+            mean = mx.nd.broadcast_mul(bn.mean.data(ctx), factor)
+            inv_std = 1.0 / mx.nd.sqrt(mx.nd.broadcast_mul(bn.variance.data(ctx), factor) + bn.eps)
+            gain = sc.scale.data(ctx) * inv_std
+            bias = sc.bias.data(ctx) if "bias" in sc.blob_names else mx.nd.zeros_like(gain)
+            for suffix, value in (("shift", -mean), ("gain", gain), ("bias", bias)):
+                name = f"{bn.name}_folded_{suffix}"
+                if name not in self.params._params:
+                    p = self.params.get(name, shape=value.shape, init=mx.init.Zero(),
+                                        grad_req="null", differentiable=False)
+                    p.initialize(ctx=bn.mean.list_ctx())
+                self.params._params[name].set_data(value)
+
+    def _fused_batchnorm_scale(self, F, x, bn, sc):
+        def value(suffix):
+            p = self.params._params[f"{bn.name}_folded_{suffix}"]
             return p.var() if F is mx.sym else p.data(x.context)
-        zero, one = value(bn.affine_zero), value(bn.affine_one)
-        sf = value(bn.scale_factor)
-        factor = F.where(sf == 0, F.zeros_like(sf), 1.0 / sf)
-        mean = F.broadcast_mul(value(bn.mean), factor)
-        inv_std = 1.0 / F.sqrt(F.broadcast_mul(value(bn.variance), factor) + bn.eps)
-        centred = F.BatchNorm(x, one, -mean, zero, one, eps=0.0, use_global_stats=True,
-                              fix_gamma=False, axis=1)
-        gamma = value(sc.scale) * inv_std
-        beta = value(sc.bias) if "bias" in sc.blob_names else zero
-        return F.BatchNorm(centred, gamma, beta, zero, one, eps=0.0, use_global_stats=True,
-                           fix_gamma=False, axis=1)
+        def const(p):
+            return p.var() if F is mx.sym else p.data(x.context)
+        zero, one = const(bn.affine_zero), const(bn.affine_one)
+        centred = F.BatchNorm(x, one, value("shift"), zero, one, eps=0.0,
+                              use_global_stats=True, fix_gamma=False, axis=1)
+        return F.BatchNorm(centred, value("gain"), value("bias"), zero, one, eps=0.0,
+                           use_global_stats=True, fix_gamma=False, axis=1)
 
     def forward(self, *args):
         if args and isinstance(args[0], mx.nd.NDArray):
             shapes = {n: tuple(a.shape) for n, a in zip(self.input_names, args)}
             if shapes != {n: self._input_shapes[n] for n in shapes}:
                 self.reshape(shapes)
-        return super().forward(*args)
+            # The oneDNN gradient routing (engine/onednn.py) is only needed when a
+            # backward will follow: an inference call gets a graph without its copies.
+            recording = mx.autograd.is_recording()
+            if recording != getattr(self, "_traced_for_backward", None):
+                self._traced_for_backward = recording
+                self._clear_cached_op()
+            with gradient_guards(recording), _quiet_unused_params():
+                return super().forward(*args)
+        with gradient_guards(False), _quiet_unused_params():   # symbolic tracing (export)
+            return super().forward(*args)
 
     def hybrid_forward(self, F, *inputs):
         if len(inputs) != len(self.input_names):
@@ -296,6 +335,8 @@ class CaffeNet(mx.gluon.HybridBlock):
                                 f"the weights but {tuple(p.shape)} in the net")
                     p.set_data(mx.nd.array(arr, dtype="float32"))
                 loaded.append(name)
+        if self._fused:
+            self._fold_batchnorm_scale()
         return loaded
 
     def layer_blobs(self) -> list[tuple[str, str, list[np.ndarray]]]:

@@ -12,7 +12,27 @@ graph golden tests (tests/test_golden_nets.py::test_whole_graph_backward_from_ou
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+_guards = {"on": True}
+
 
 def plain_layout_grad(F, y, axis: int = 1):
-    """``y`` itself, routed so that the gradient reaching ``y``'s op is plain layout."""
+    """``y`` itself, routed so that the gradient reaching ``y``'s op is plain layout.
+
+    The routing costs a copy, so a block traced for inference only (not recording
+    gradients, see :func:`gradient_guards`) gets ``y`` untouched."""
+    if not _guards["on"]:
+        return y
     return F.slice_axis(y, axis=axis, begin=0, end=None)
+
+
+@contextmanager
+def gradient_guards(on: bool):
+    """Trace layers with (``on``) or without the plain-layout gradient routing."""
+    saved = _guards["on"]
+    _guards["on"] = on
+    try:
+        yield
+    finally:
+        _guards["on"] = saved
