@@ -36,6 +36,27 @@ def make_net(gs, tmp_path):
     return net
 
 
+def block_gradient_errors(block, inputs, gs) -> list[str]:
+    """Input and parameter gradients of a block backward that differ from Caffe's."""
+    bad = []
+    for b, x in zip(block.input_names, inputs):
+        e = gh.rel_err(x.grad.asnumpy(), gs.npz[f"diff/{b}"])
+        if not e <= gh.BACKWARD_TOL:
+            bad.append(f"diff {b}: {e:.3g}")
+    skipped = set(gs.meta.get("backward_skipped_layers", []))
+    for layer in block.caffe_layers:
+        if layer.name in skipped:
+            continue
+        for i, p in enumerate(layer.blobs()):
+            ref = gs.npz.get(f"param_diff/{layer.name}/{i}")
+            if ref is None or p.grad_req == "null":
+                continue
+            e = gh.rel_err(p.grad().asnumpy(), ref)
+            if not e <= gh.BACKWARD_TOL:
+                bad.append(f"param_diff {layer.name}/{i}: {e:.3g}")
+    return bad
+
+
 def check_forward(net, gs) -> list[str]:
     bad = []
     net.forward()
@@ -124,21 +145,7 @@ def test_hybridized_block_forward_and_backward(name, tmp_path):
         if p.grad_req != "null":
             p.zero_grad()
     mx.autograd.backward(outs, head_grads=heads)
-    for b, x in zip(block.input_names, inputs):
-        e = gh.rel_err(x.grad.asnumpy(), gs.npz[f"diff/{b}"])
-        if not e <= gh.BACKWARD_TOL:
-            bad.append(f"diff {b}: {e:.3g}")
-    skipped = set(gs.meta.get("backward_skipped_layers", []))
-    for layer in block.caffe_layers:
-        if layer.name in skipped:
-            continue
-        for i, p in enumerate(layer.blobs()):
-            ref = gs.npz.get(f"param_diff/{layer.name}/{i}")
-            if ref is None or p.grad_req == "null":
-                continue
-            e = gh.rel_err(p.grad().asnumpy(), ref)
-            if not e <= gh.BACKWARD_TOL:
-                bad.append(f"param_diff {layer.name}/{i}: {e:.3g}")
+    bad += block_gradient_errors(block, inputs, gs)
     assert bad == []
 
 
@@ -166,20 +173,5 @@ def test_whole_graph_backward_from_outputs_only(name, hybridize, tmp_path):
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     heads = [mx.nd.array(gs.npz[f"topdiff/{b}"]) for b in gs.meta["outputs"]]
     mx.autograd.backward(outs, head_grads=heads)
-    bad = []
-    for b, x in zip(block.input_names, inputs):
-        e = gh.rel_err(x.grad.asnumpy(), gs.npz[f"diff/{b}"])
-        if not e <= gh.BACKWARD_TOL:
-            bad.append(f"diff {b}: {e:.3g}")
-    skipped = set(gs.meta.get("backward_skipped_layers", []))
-    for layer in block.caffe_layers:
-        if layer.name in skipped:
-            continue
-        for i, p in enumerate(layer.blobs()):
-            ref = gs.npz.get(f"param_diff/{layer.name}/{i}")
-            if ref is None or p.grad_req == "null":
-                continue
-            e = gh.rel_err(p.grad().asnumpy(), ref)
-            if not e <= gh.BACKWARD_TOL:
-                bad.append(f"param_diff {layer.name}/{i}: {e:.3g}")
+    bad = block_gradient_errors(block, inputs, gs)
     assert bad == []

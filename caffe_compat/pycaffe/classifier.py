@@ -20,6 +20,24 @@ from caffe_compat.proto import caffe_pb2
 from caffe_compat.pycaffe.net import Net
 
 
+def input_transformer(net: Net, mean=None, input_scale=None, raw_scale=None,
+                      channel_swap=None) -> "caffe_io.Transformer":
+    """The Transformer pycaffe's Classifier and Detector configure for a net's first
+    input: HWC -> CHW, then the optional mean, input scale, raw scale, channel swap."""
+    in_ = net.inputs[0]
+    transformer = caffe_io.Transformer({in_: net.blobs[in_].data.shape})
+    transformer.set_transpose(in_, (2, 0, 1))
+    if mean is not None:
+        transformer.set_mean(in_, mean)
+    if input_scale is not None:
+        transformer.set_input_scale(in_, input_scale)
+    if raw_scale is not None:
+        transformer.set_raw_scale(in_, raw_scale)
+    if channel_swap is not None:
+        transformer.set_channel_swap(in_, channel_swap)
+    return transformer
+
+
 class Classifier(Net):
     """Net for image class prediction by scaling, centre cropping or oversampling.
 
@@ -36,16 +54,7 @@ class Classifier(Net):
         Net.__init__(self, model_file, caffe_pb2.TEST, weights=pretrained_file)
 
         in_ = self.inputs[0]
-        self.transformer = caffe_io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
 
         self.crop_dims = np.array(self.blobs[in_].data.shape[2:])
         # pycaffe's ``if not image_dims``, also accepting a numpy array

@@ -26,6 +26,7 @@ import numpy as np
 from caffe_compat import io as caffe_io
 from caffe_compat.errors import CaffeCompatError
 from caffe_compat.proto import caffe_pb2
+from caffe_compat.pycaffe.classifier import input_transformer
 from caffe_compat.pycaffe.net import Net
 
 #: ``proposals`` for :meth:`Detector.detect_selective_search`: a callable taking an image's
@@ -61,17 +62,7 @@ class Detector(Net):
                  context_pad: Optional[int] = None):
         Net.__init__(self, model_file, caffe_pb2.TEST, weights=pretrained_file)
 
-        in_ = self.inputs[0]
-        self.transformer = caffe_io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
 
         self.configure_crop(context_pad)
 
