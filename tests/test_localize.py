@@ -62,30 +62,9 @@ layer { name: "score" type: "InnerProduct" bottom: "gap" top: "score"
         inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
 """
 
-# A small classifier to put a localisation head on (32 x 32 input, 2 classes).
-LOCALIZER_BASE = """
-name: "box_base"
-layer { name: "data" type: "Input" top: "data"
-        input_param { shape { dim: 1 dim: 3 dim: 32 dim: 32 } } }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param { num_output: 16 kernel_size: 5 pad: 2
-          weight_filler { type: "xavier" } } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
-        convolution_param { num_output: 16 kernel_size: 3 pad: 1
-          weight_filler { type: "xavier" } } }
-layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
-layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
-        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "fc6" type: "InnerProduct" bottom: "pool2" top: "fc6"
-        inner_product_param { num_output: 64 weight_filler { type: "xavier" } } }
-layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
-layer { name: "fc7" type: "InnerProduct" bottom: "fc6" top: "fc7"
-        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
-layer { name: "prob" type: "Softmax" bottom: "fc7" top: "prob" }
-"""
+# A small classifier to put a localisation head on (32 x 32 input, 2 classes): the
+# demo's own toy classifier.
+from caffe_compat.recipes.localize.demo import TOY_CLASSIFIER as LOCALIZER_BASE  # noqa: E402
 
 
 def build(text: str, seed: int = 11) -> CaffeNet:
