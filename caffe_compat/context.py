@@ -9,6 +9,8 @@ cpu(0)
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import mxnet as mx
 
 _state = {"mode": "cpu", "device": 0}
@@ -27,6 +29,26 @@ def set_mode_gpu() -> None:
 def set_device(device_id: int) -> None:
     """Choose which GPU ``set_mode_gpu`` uses."""
     _state["device"] = int(device_id)
+
+
+def use_context(ctx: mx.Context) -> None:
+    """Make ``ctx`` (``mx.cpu()`` or ``mx.gpu(i)``) the device new nets are built on."""
+    if ctx.device_type == "gpu":
+        set_device(ctx.device_id)
+        set_mode_gpu()
+    else:
+        set_mode_cpu()
+
+
+@contextmanager
+def building_on(ctx: mx.Context):
+    """Build nets on ``ctx`` inside the ``with`` block, then restore the previous choice."""
+    saved = dict(_state)
+    use_context(ctx)
+    try:
+        yield
+    finally:
+        _state.update(saved)
 
 
 def current_context() -> mx.Context:

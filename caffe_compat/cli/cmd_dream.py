@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from caffe_compat.cli.netargs import parse_mean
+
 EMBEDDED = "embedded"
 
 
@@ -36,7 +38,7 @@ def register(subparsers) -> None:
                                      "shipped with caffe-compat")
     src.add_argument("--prototxt", help="deploy prototxt of your own net")
     src.add_argument("--weights", help="its .caffemodel")
-    src.add_argument("--mean", type=_parse_mean, metavar="B,G,R",
+    src.add_argument("--mean", type=parse_mean, metavar="B,G,R",
                      help="per-channel mean of the net's BGR input (default: the notebook's "
                           "104,116,122, or a zoo model's own)")
     d = p.add_argument_group("dream (the notebook's defaults)")
@@ -60,15 +62,6 @@ def register(subparsers) -> None:
                      help="run the notebook's pycaffe code instead of the device fast path")
     p.set_defaults(func=run_dream)
 
-
-def _parse_mean(text: str):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"bad mean {text!r}: give B,G,R, e.g. 104,117,123")
-    return values
 
 
 def _context(flag):

@@ -23,40 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from caffe_compat.cli.netargs import parse_mean_or_grey, positive_int, use_device
 from caffe_compat.errors import CaffeCompatError
 
 
-def _mean(text: str) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad mean {text!r}: use B,G,R, e.g. 104,117,123") from None
-    if len(values) not in (1, 3):
-        raise argparse.ArgumentTypeError("the mean takes 3 values (B,G,R) or 1 (grey)")
-    return values
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
-
-
-def use_device(gpu) -> None:
-    """Make ``--gpu`` the device new nets are built on."""
-    if gpu is None:
-        return
-    from caffe_compat import context
-    ctx = context.context_from_flag(gpu)[0]
-    if ctx.device_type == "gpu":
-        context.set_device(ctx.device_id)
-        context.set_mode_gpu()
-    else:
-        context.set_mode_cpu()
 
 
 def load_source(args):
@@ -137,10 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("linear", "top", "all"), default="top",
                    help="linear | top | all (default top)")
     p.add_argument("--layer", help="linear: feature layer; top: first layer that learns")
-    p.add_argument("--epochs", type=_positive_int,
+    p.add_argument("--epochs", type=positive_int,
                    help="passes over the data (top/all, default 10) or L-BFGS iterations "
                         "(linear, default 100)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
     p.add_argument("--lr", type=float, help="solver base_lr (default 0.001; the new "
                                             "classifier learns 10x/20x faster)")
     p.add_argument("--momentum", type=float, default=0.9)
@@ -149,10 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="linear mode: L2 penalty on the standardised-feature weights")
     p.add_argument("--task", help="name of the task (new classifier fc8_<task>; default: "
                                   "the data folder's name)")
-    p.add_argument("--resize", type=_positive_int,
+    p.add_argument("--resize", type=positive_int,
                    help="resize images to RESIZE x RESIZE before the centre/random crop "
                         "(default 256 for 200..256-pixel inputs, else the input size)")
-    p.add_argument("--mean", type=_mean, metavar="B,G,R",
+    p.add_argument("--mean", type=parse_mean_or_grey, metavar="B,G,R",
                    help="mean to subtract (default: the zoo model's; 104,117,123 for --prototxt)")
     p.add_argument("--seed", type=int, default=0, help="split, shuffle and filler seed")
     p.add_argument("--gpu", help="GPU id (default: CPU)")

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from caffe_compat.cli.netargs import parse_mean
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -85,15 +86,6 @@ def run(args) -> int:
     return 0
 
 
-def _mean(text: str) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad mean {text!r}: use B,G,R, e.g. 104,117,123") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError("the mean takes 3 values: B,G,R")
-    return values
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="FCN semantic segmentation of images (indexed PNGs)",
@@ -107,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true",
                    help="also write <name>_overlay.png: the image blended with the classes")
     p.add_argument("--blob", help="score blob (default: 'score', else the net's first output)")
-    p.add_argument("--mean", type=_mean, metavar="B,G,R",
+    p.add_argument("--mean", type=parse_mean, metavar="B,G,R",
                    help="BGR mean to subtract (default: the model's; FCN's VOC mean)")
     p.add_argument("--gpu", help="GPU id (default: CPU)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,

@@ -14,17 +14,9 @@ import argparse
 import os
 import sys
 
+from caffe_compat.cli.netargs import parse_mean, positive_int, use_device
 from caffe_compat.errors import CaffeCompatError
 
-
-def _mean(text: str) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad mean {text!r}: use B,G,R, e.g. 104,117,123") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError("the mean takes 3 values: B,G,R")
-    return values
 
 
 def _layers(text: str) -> dict:
@@ -41,15 +33,6 @@ def _layers(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"bad layer weight in {item!r}") from None
     return out
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
 
 
 def load_style_net(args):
@@ -80,7 +63,6 @@ def run(args) -> int:
     if not os.path.isdir(folder):
         raise FileNotFoundError(2, "No such directory", folder)
     if args.gpu is not None:
-        from caffe_compat.cli.cmd_finetune import use_device
         use_device(args.gpu)
     content, style = load_image(args.content), load_image(args.style)
     ns = load_style_net(args)
@@ -114,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "on first use)")
     p.add_argument("--prototxt", help="deploy prototxt (instead of --model)")
     p.add_argument("--weights", help=".caffemodel for --prototxt")
-    p.add_argument("--mean", type=_mean, metavar="B,G,R",
+    p.add_argument("--mean", type=parse_mean, metavar="B,G,R",
                    help="mean to subtract (default: the zoo model's; VGG's for --prototxt)")
     p.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"])
     p.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"])
@@ -123,12 +105,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default conv4_2")
     p.add_argument("--style-layers", type=_layers, metavar="L[:W],...",
                    help="default conv1_1,conv2_1,conv3_1,conv4_1,conv5_1 (0.2 each)")
-    p.add_argument("--size", type=_positive_int, default=512,
+    p.add_argument("--size", type=positive_int, default=512,
                    help="long edge of the result in pixels (default 512)")
     p.add_argument("--style-scale", type=float, default=1.0,
                    help="style image size relative to the result (default 1)")
-    p.add_argument("--iters", type=_positive_int, default=500, help="iterations per scale")
-    p.add_argument("--scales", type=_positive_int, default=1,
+    p.add_argument("--iters", type=positive_int, default=500, help="iterations per scale")
+    p.add_argument("--scales", type=positive_int, default=1,
                    help="coarse-to-fine levels, each twice the size of the previous")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=float, default=ADAM_LR, help="Adam's step size (pixels)")

@@ -14,12 +14,10 @@ from caffe_compat.errors import CaffeCompatError
 
 def run(args) -> int:
     import caffe_compat as caffe
-    from caffe_compat.context import context_from_flag
-    from caffe_compat import context as device
+    from caffe_compat.cli.netargs import use_device
     if not args.model:
         raise CaffeCompatError("test: --model=NET.prototxt is required")
-    ctx = context_from_flag(args.gpu)[0]
-    device._state.update({"mode": ctx.device_type, "device": ctx.device_id})
+    use_device(args.gpu)
     net = caffe.Net(args.model, caffe.TEST, weights=args.weights,
                     stages=args.stage or None, level=args.level)
     print(f"Running for {args.iterations} iterations.")

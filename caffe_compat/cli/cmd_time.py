@@ -52,12 +52,10 @@ def time_layers(net, iterations: int, backward: bool = True) -> dict:
 
 def run(args) -> int:
     import caffe_compat as caffe
-    from caffe_compat import context as device
-    from caffe_compat.context import context_from_flag
+    from caffe_compat.cli.netargs import use_device
     if not args.model:
         raise CaffeCompatError("time: --model=NET.prototxt is required")
-    ctx = context_from_flag(args.gpu)[0]
-    device._state.update({"mode": ctx.device_type, "device": ctx.device_id})
+    use_device(args.gpu)
     phase = caffe.TRAIN if args.phase.upper() == "TRAIN" else caffe.TEST
     net = caffe.Net(args.model, phase, weights=args.weights)
     print(f"Testing for {args.iterations} iterations.")

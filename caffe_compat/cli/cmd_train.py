@@ -52,9 +52,8 @@ def run(args) -> int:
         solver = group.lead
     else:
         group = None
-        from caffe_compat import context as device
-        ctx = contexts[0]
-        device._state.update({"mode": ctx.device_type, "device": ctx.device_id})
+        from caffe_compat.context import use_context
+        use_context(contexts[0])
         solver = make_solver()
     if args.kvstore:
         sync = KVStoreGradientSync(args.kvstore)

@@ -16,6 +16,46 @@ def parse_shape(text: str) -> tuple:
     return dims
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _mean_values(text: str, counts: tuple) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad mean {text!r}: use B,G,R, e.g. 104,117,123") from None
+    if len(values) not in counts:
+        raise argparse.ArgumentTypeError("the mean takes 3 values (B,G,R)"
+                                         + (" or 1 (grey)" if 1 in counts else ""))
+    return values
+
+
+def parse_mean(text: str) -> tuple:
+    """An argparse type: a per-channel mean ``B,G,R``."""
+    return _mean_values(text, (3,))
+
+
+def parse_mean_or_grey(text: str) -> tuple:
+    """An argparse type: ``B,G,R`` or one value for grey inputs."""
+    return _mean_values(text, (1, 3))
+
+
+def use_device(gpu) -> None:
+    """Make a ``--gpu`` flag's first device the one new nets are built on (None: keep)."""
+    if gpu is None:
+        return
+    from caffe_compat.context import context_from_flag, use_context
+    use_context(context_from_flag(gpu)[0])
+
+
 def parse_phase(text: str) -> int:
     t = text.upper()
     if t not in ("TRAIN", "TEST"):

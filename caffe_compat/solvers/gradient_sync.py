@@ -70,16 +70,11 @@ class DeviceReplicas:
     """
 
     def __init__(self, solver_factory, contexts: Sequence[mx.Context]):
-        from caffe_compat import context as device
+        from caffe_compat.context import building_on
         self.solvers = []
         for ctx in contexts:
-            saved = dict(device._state)
-            device._state.update({"mode": "gpu" if ctx.device_type == "gpu" else "cpu",
-                                  "device": ctx.device_id})
-            try:
+            with building_on(ctx):
                 self.solvers.append(solver_factory())
-            finally:
-                device._state.update(saved)
         for s in self.solvers[1:]:
             s.param.display = 0
             s.param.test_interval = 0
