@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import mxnet as mx
 
+from caffe_compat.context import current_context
 from caffe_compat.engine.layer import Layer, layer_class, supported_types
 from caffe_compat.errors import LayerError
 
@@ -51,7 +52,7 @@ def build_layer(param, bottom_shapes: Sequence[tuple], phase: int = 1,
     """A ready layer: instantiated, set up for ``bottom_shapes``, blobs filled on ``ctx``."""
     layer = instantiate_layer(param, phase, source)
     shape_layer(layer, bottom_shapes, first=True)
-    layer.initialize(ctx=ctx or mx.cpu())
+    layer.initialize(ctx=ctx or current_context())
     layer.fill_blobs()
     return layer
 

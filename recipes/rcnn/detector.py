@@ -325,7 +325,9 @@ class RCNNDetector:
                  score_blob: Optional[str] = None, batch_size: int = 128,
                  bbox_regressor=None, exact_crops: bool = False, hybridize: bool = True):
         import mxnet as mx
+
         from caffe_compat import io as caffe_io
+        from caffe_compat.context import current_context
         from caffe_compat.pycaffe.detector import Detector
         if len(block.input_names) != 1:
             raise DetectionError(f"R-CNN detection needs a net with one image input, this one "
@@ -357,7 +359,7 @@ class RCNNDetector:
         self.bbox_regressor = bbox_regressor
         self.exact_crops = exact_crops
         params = list(block.collect_params().values())
-        self.ctx = params[0].list_ctx()[0] if params else mx.cpu()
+        self.ctx = params[0].list_ctx()[0] if params else current_context()
 
         # pycaffe's Detector over the same block: its transformer and crop settings are
         # the reference for everything below.

@@ -29,6 +29,7 @@ from typing import Sequence
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.context import current_context
 from caffe_compat.engine.layer import Layer, Shape, register_layer
 
 
@@ -155,7 +156,7 @@ class PythonLayer(Layer):
 
     # -- the imperative bridge ----------------------------------------------------------
     def run_forward(self, bottoms) -> list:
-        ctx = bottoms[0].context if bottoms else mx.cpu()
+        ctx = bottoms[0].context if bottoms else current_context()
         self._bottom = [PyBlob(b.asnumpy().astype(np.float32)) for b in bottoms]
         self.user.reshape(self._bottom, self._top)
         self.user.forward(self._bottom, self._top)
@@ -168,7 +169,7 @@ class PythonLayer(Layer):
         for b in self._bottom:
             b.diff = np.zeros_like(b.data)
         self.user.backward(self._top, [True] * len(self._bottom), self._bottom)
-        ctx = top_grads[0].context if top_grads else mx.cpu()
+        ctx = top_grads[0].context if top_grads else current_context()
         return [mx.nd.array(b.diff, ctx=ctx, dtype="float32") for b in self._bottom]
 
     def forward(self, *args):
