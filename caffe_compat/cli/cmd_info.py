@@ -58,9 +58,13 @@ def run(args) -> int:
         macs = multiply_adds(layer)
         total_params += n_params
         total_macs += macs
-        shapes = " ".join("x".join(str(d) for d in net.blob_shapes[t]) or "()" for t in node.tops)
-        rows.append((node.name, node.type, ",".join(node.bottoms) + " -> " + ",".join(node.tops),
-                     shapes, _fmt(n_params) if n_params else "", _fmt(macs) if macs else ""))
+        tops = ["x".join(str(d) for d in net.blob_shapes[t]) or "()" for t in node.tops]
+        shapes = f"{len(tops)} x {tops[0]}" if len(tops) > 1 and len(set(tops)) == 1 else " ".join(tops)
+        blobs = ",".join(node.bottoms) + " -> " + ",".join(node.tops)
+        if len(blobs) > 60:     # e.g. an inception Concat: keep the table readable
+            blobs = blobs[:28] + "..." + blobs[-29:]
+        rows.append((node.name, node.type, blobs, shapes, _fmt(n_params) if n_params else "",
+                     _fmt(macs) if macs else ""))
     widths = [max(len(r[i]) for r in rows + [("layer", "type", "blobs", "output", "params", "MACs")])
               for i in range(6)]
     header = ("layer", "type", "bottoms -> tops", "output shape", "params", "mult-adds")
