@@ -150,33 +150,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_dist_cluster(tmp_path, path, timeout: float) -> bool:
+    """One scheduler, one server and two workers on 127.0.0.1; True if the workers
+    finished (False if the cluster did not come up / finish within ``timeout``)."""
+    for stale in tmp_path.glob("out.*.npz"):
+        stale.unlink()
+    env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(_free_port()),
+               DMLC_NUM_SERVER="1", DMLC_NUM_WORKER="2", DMLC_NODE_HOST="127.0.0.1",
+               PS_VERBOSE="0", OMP_NUM_THREADS="1")
+    procs = []
+    try:
+        for role in ("scheduler", "server"):
+            procs.append(subprocess.Popen([sys.executable, "-c", "import mxnet"],
+                                          env=dict(env, DMLC_ROLE=role)))
+        workers = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), path,
+                                     str(tmp_path / "out"), str(tmp_path / "data.npz")],
+                                    env=dict(env, DMLC_ROLE="worker")) for _ in range(2)]
+        procs += workers
+        for w in workers:
+            assert w.wait(timeout=timeout) == 0
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
 def test_dist_sync_two_workers_equal_single_process(tmp_path):
     """A scheduler, a server and two workers on 127.0.0.1 (MXNet's DMLC_* launch
-    conventions) train to the weights of one process on the whole batch."""
+    conventions) train to the weights of one process on the whole batch.
+
+    ps-lite's start-up occasionally stalls on a loaded machine (all four processes up,
+    nobody progressing); such a cluster is killed and a fresh one, on new ports, started
+    (at most three tries). The comparison itself is never relaxed."""
     (tmp_path / "single").mkdir()
     ref = train_single(tmp_path / "single")
     path = make_solver_files(tmp_path, batch=4, test=False)
     (tmp_path / "worker.py").write_text(WORKER)
     np.savez(tmp_path / "data.npz", data=DATA, label=LABEL)
-    env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(_free_port()),
-               DMLC_NUM_SERVER="1", DMLC_NUM_WORKER="2", DMLC_NODE_HOST="127.0.0.1",
-               PS_VERBOSE="0", OMP_NUM_THREADS="1")
-    procs = []
-    for role in ("scheduler", "server"):
-        procs.append(subprocess.Popen([sys.executable, "-c", "import mxnet"],
-                                      env=dict(env, DMLC_ROLE=role)))
-    workers = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), path,
-                                 str(tmp_path / "out"), str(tmp_path / "data.npz")],
-                                env=dict(env, DMLC_ROLE="worker")) for _ in range(2)]
-    try:
-        for w in workers:
-            assert w.wait(timeout=240) == 0
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs + workers:
-            if p.poll() is None:
-                p.kill()
+    assert any(_run_dist_cluster(tmp_path, path, timeout=60) for _ in range(3)), \
+        "the dist_sync cluster did not finish in three tries"
     for r in range(2):
         got = np.load(tmp_path / f"out.{r}.npz")
         for name, blobs in ref.items():
