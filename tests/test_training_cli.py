@@ -199,3 +199,29 @@ def test_dist_sync_two_workers_equal_single_process(tmp_path):
             for i, want in enumerate(blobs):
                 err = np.linalg.norm(got[f"{name}/{i}"] - want) / np.linalg.norm(want)
                 assert err <= 1e-5, (r, name, i, err)
+
+
+def test_ctrl_c_snapshots_before_exiting(tmp_path):
+    """Caffe's SIGINT behaviour: `caffe-compat train` interrupted with Ctrl-C writes a
+    snapshot of the iteration it reached, then exits cleanly."""
+    import signal
+    import time
+    path = make_solver_files(tmp_path, max_iter=1000000, test=False)
+    text = open(path).read().replace("snapshot: 3", "snapshot: 0")   # only the SIGINT one
+    open(path, "w").write(text)
+    proc = subprocess.Popen([sys.executable, "-m", "caffe_compat.cli.main", "train",
+                             f"--solver={path}", "--no-progress"],
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.time() + 120
+    for line in proc.stderr:
+        seen.append(line)
+        if "Iteration 4 " in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "".join(seen) + rest
+    snaps = sorted(tmp_path.glob("snap_iter_*.caffemodel"))
+    assert snaps, "no snapshot written on SIGINT"
+    assert any(tmp_path.glob("snap_iter_*.solverstate"))
+    assert int(snaps[0].stem.split("_")[-1]) >= 4
