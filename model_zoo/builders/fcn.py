@@ -11,84 +11,16 @@ from __future__ import annotations
 
 from caffe_compat.coord_map import crop
 from caffe_compat.net_spec import NetSpec, layers as L, params as P
+# The FCN architecture pieces live in the recipe (it builds the train/val nets from
+# them too); the zoo only swaps the data layers for an Input.
+from caffe_compat.recipes.fcn.nets import score_head as _head
+from caffe_compat.recipes.fcn.nets import score_layer as _score
+from caffe_compat.recipes.fcn.nets import upsample as _upscore
+from caffe_compat.recipes.fcn.nets import vgg16_trunk
 
-from .common import LR_PARAMS, finish, lrn, max_pool
+from .common import finish, lrn, max_pool
 
 DEPLOY_SIZE = (500, 500)
-
-
-def _conv_relu(n: NetSpec, conv: str, relu: str, bottom, nout: int, ks: int = 3,
-               stride: int = 1, pad: int = 1):
-    n[conv] = L.Convolution(bottom, kernel_size=ks, stride=stride, num_output=nout, pad=pad,
-                            param=LR_PARAMS)
-    n[relu] = L.ReLU(n[conv], in_place=True)
-    return n[relu]
-
-
-def vgg16_fc(n: NetSpec, bottom, suffix: str = "", first_conv: str = "conv1_1"):
-    """The VGG-16 trunk through drop7; returns drop7 (``suffix`` names a stream)."""
-    s = suffix
-    x = _conv_relu(n, first_conv + s, "relu1_1" + s, bottom, 64, pad=100)
-    x = _conv_relu(n, "conv1_2" + s, "relu1_2" + s, x, 64)
-    n["pool1" + s] = max_pool(x, 2, 2)
-    x = n["pool1" + s]
-    for stage, (convs, width) in enumerate(((2, 128), (3, 256), (3, 512), (3, 512)), start=2):
-        for i in range(1, convs + 1):
-            x = _conv_relu(n, f"conv{stage}_{i}{s}", f"relu{stage}_{i}{s}", x, width)
-        n[f"pool{stage}{s}"] = max_pool(x, 2, 2)
-        x = n[f"pool{stage}{s}"]
-    x = _conv_relu(n, "fc6" + s, "relu6" + s, x, 4096, ks=7, pad=0)
-    n["drop6" + s] = L.Dropout(x, dropout_ratio=0.5, in_place=True)
-    x = _conv_relu(n, "fc7" + s, "relu7" + s, n["drop6" + s], 4096, ks=1, pad=0)
-    n["drop7" + s] = L.Dropout(x, dropout_ratio=0.5, in_place=True)
-    return n["drop7" + s]
-
-
-def _score(bottom, classes: int):
-    return L.Convolution(bottom, num_output=classes, kernel_size=1, pad=0, param=LR_PARAMS)
-
-
-def _upscore(bottom, classes: int, kernel_size: int, stride: int):
-    return L.Deconvolution(bottom, convolution_param=dict(num_output=classes,
-                                                          kernel_size=kernel_size,
-                                                          stride=stride, bias_term=False),
-                           param=[dict(lr_mult=0)])
-
-
-def _head(n: NetSpec, data, drop7, classes: int, stride: int, s: str = "",
-          scale_skips: bool = False):
-    """score_fr -> (fuse pool4, pool3) -> upsample -> crop to ``data``; names end in ``s``."""
-    n["score_fr" + s] = _score(drop7, classes)
-    if stride == 32:
-        n["upscore" + s] = _upscore(n["score_fr" + s], classes, 64, 32)
-        n["score" + s] = crop(n["upscore" + s], data)
-        return
-    n["upscore2" + s] = _upscore(n["score_fr" + s], classes, 4, 2)
-    pool4 = n.pool4
-    if scale_skips:   # voc-fcn8s-atonce: fixed scales condition the skips for all-at-once training
-        n.scale_pool4 = L.Scale(n.pool4, filler=dict(type="constant", value=0.01),
-                                param=[dict(lr_mult=0)])
-        pool4 = n.scale_pool4
-    n["score_pool4" + s] = _score(pool4, classes)
-    n["score_pool4" + s + "c"] = crop(n["score_pool4" + s], n["upscore2" + s])
-    n["fuse_pool4" + s] = L.Eltwise(n["upscore2" + s], n["score_pool4" + s + "c"],
-                                    operation=P.Eltwise.SUM)
-    if stride == 16:
-        n["upscore16" + s] = _upscore(n["fuse_pool4" + s], classes, 32, 16)
-        n["score" + s] = crop(n["upscore16" + s], data)
-        return
-    n["upscore_pool4" + s] = _upscore(n["fuse_pool4" + s], classes, 4, 2)
-    pool3 = n.pool3
-    if scale_skips:
-        n.scale_pool3 = L.Scale(n.pool3, filler=dict(type="constant", value=0.0001),
-                                param=[dict(lr_mult=0)])
-        pool3 = n.scale_pool3
-    n["score_pool3" + s] = _score(pool3, classes)
-    n["score_pool3" + s + "c"] = crop(n["score_pool3" + s], n["upscore_pool4" + s])
-    n["fuse_pool3" + s] = L.Eltwise(n["upscore_pool4" + s], n["score_pool3" + s + "c"],
-                                    operation=P.Eltwise.SUM)
-    n["upscore8" + s] = _upscore(n["fuse_pool3" + s], classes, 16, 8)
-    n["score" + s] = crop(n["upscore8" + s], data)
 
 
 def _input(n: NetSpec, top: str, channels: int = 3, name: str | None = "input"):
@@ -101,7 +33,7 @@ def fcn_vgg(name: str, classes: int, stride: int, scale_skips: bool = False):
     """voc-/pascalcontext- FCN-32s/16s/8s on a BGR ``data`` input."""
     n = NetSpec()
     data = _input(n, "data")
-    _head(n, data, vgg16_fc(n, data), classes, stride, scale_skips=scale_skips)
+    _head(n, data, vgg16_trunk(n, data), classes, stride, scale_skips=scale_skips)
     return finish(n, name)
 
 
@@ -139,7 +71,7 @@ def siftflow(stride: int):
     """siftflow-fcn{32,16,8}s: one trunk, a semantic (33) and a geometric (3) head."""
     n = NetSpec()
     data = _input(n, "data")
-    drop7 = vgg16_fc(n, data)
+    drop7 = vgg16_trunk(n, data)
     _head(n, data, drop7, 33, stride, s="_sem")
     _head(n, data, drop7, 3, stride, s="_geo")
     return finish(n, f"siftflow-fcn{stride}s")
@@ -150,18 +82,18 @@ def nyud(modality: str):
     n = NetSpec()
     if modality in ("color", "hha"):
         data = _input(n, "data")
-        _head(n, data, vgg16_fc(n, data), 40, 32)
+        _head(n, data, vgg16_trunk(n, data), 40, 32)
     elif modality == "color-d":                       # early fusion: a 4-channel trunk
         color = _input(n, "color", name="color")
         depth = _input(n, "depth", channels=1, name="depth")
         n.data = L.Concat(color, depth)
-        _head(n, n.data, vgg16_fc(n, n.data, first_conv="conv1_1_bgrd"), 40, 32)
+        _head(n, n.data, vgg16_trunk(n, n.data, first_conv="conv1_1_bgrd"), 40, 32)
     elif modality == "color-hha":                     # late fusion of two full streams
         color = _input(n, "color", name="color")
         hha = _input(n, "hha", name="hha")
-        vgg16_fc(n, color, suffix="color")
+        vgg16_trunk(n, color, s="color")
         n.score_frcolor = _score(n.drop7color, 40)
-        vgg16_fc(n, hha, suffix="hha")
+        vgg16_trunk(n, hha, s="hha")
         n.score_frhha = _score(n.drop7hha, 40)
         n.score_fused = L.Eltwise(n.score_frcolor, n.score_frhha, operation=P.Eltwise.SUM,
                                   coeff=[0.5, 0.5])
