@@ -16,6 +16,7 @@ Only bottom[0] gets a gradient (the cropped region of it); bottom[1] only gives 
 from __future__ import annotations
 
 from caffe_compat.engine.layer import Layer, canonical_axis, register_layer
+from caffe_compat.engine.onednn import slice_axes
 
 
 @register_layer("Crop", origin="BVLC")
@@ -66,6 +67,6 @@ class Crop(Layer):
 
     def hybrid_forward(self, F, x, like):
         if any(self.begin):
-            x = F.slice(x, begin=self.begin, end=(None,) * len(self.begin))
+            x = slice_axes(F, x, begin=self.begin, end=(None,) * len(self.begin))
         # slice_like takes the size from bottom[1] and sends it no gradient
         return (F.slice_like(x, F.BlockGrad(like), axes=self.cropped_axes),)

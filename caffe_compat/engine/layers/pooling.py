@@ -47,6 +47,7 @@ from typing import Sequence
 import mxnet as mx
 
 from caffe_compat.engine.layer import Layer, register_layer
+from caffe_compat.engine.onednn import slice_axes
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
 _METHOD_NAMES = {MAX: "MAX", AVE: "AVE", STOCHASTIC: "STOCHASTIC"}
@@ -123,7 +124,7 @@ class PoolPlan:
 
     def _slice(self, F, y):
         if self.needs_slice:
-            y = F.slice(y, begin=(None, None, 0, 0), end=(None, None) + self.out)
+            y = slice_axes(F, y, begin=(None, None, 0, 0), end=(None, None) + self.out)
         return y
 
     def max(self, F, x):
@@ -146,7 +147,10 @@ class PoolPlan:
             return self._mx_pool(F, x, "avg")
         # Sum pooling over Caffe's divisor map (exact with an overhang, see module doc).
         total = self._mx_pool(F, x, "sum", convention="full")
-        ones = F.ones_like(F.slice(x, begin=(0, 0, None, None), end=(1, 1, None, None)))
+        # The divisor depends on the geometry only: built from a constant, never from a
+        # slice of x (oneDNN cannot slice a channel of its blocked layout: SIGFPE).
+        ones = F.ones(shape=(1, 1) + tuple(self.in_size),
+                      **({"ctx": x.context} if F is mx.nd else {}))
         (ph, pw) = self.pad
         padded_ones = F.pad(ones, mode="constant", constant_value=1,
                             pad_width=(0, 0, 0, 0, ph, ph, pw, pw))
@@ -165,7 +169,7 @@ class PoolPlan:
             x = F.pad(x, mode="constant", constant_value=fill,
                       pad_width=(0, 0, 0, 0, before[0], after[0], before[1], after[1]))
         (kh, kw), (sh, sw), (oh, ow) = self.kernel, self.stride, self.out
-        return [F.slice(x, begin=(None, None, i, j),
+        return [slice_axes(F, x, begin=(None, None, i, j),
                         end=(None, None, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1),
                         step=(None, None, sh, sw))
                 for i in range(kh) for j in range(kw)]
