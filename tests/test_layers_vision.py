@@ -469,6 +469,10 @@ POOL_CASES = [
      "large pad with overhang"),
     ("kernel_size: 3 stride: 1 pad: 1", (1, 4, 8, 8), (3, 3), (1, 1), (1, 1), True,
      "inception pool"),
+    ("kernel_size: 2 stride: 2", (1, 3, 1, 1), (2, 2), (2, 2), (0, 0), True,
+     "kernel larger than the input (OpenPose's declared 1x1 input)"),
+    ("kernel_size: 3 stride: 2 pad: 1", (2, 2, 2, 1), (3, 3), (2, 2), (1, 1), True,
+     "kernel larger than the padded width"),
 ]
 
 

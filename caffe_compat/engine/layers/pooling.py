@@ -114,8 +114,25 @@ class PoolPlan:
                 return axis
         return None
 
+    def short_fall(self) -> tuple:
+        """Per axis, how much the padded input is shorter than the kernel (else 0).
+
+        Caffe pools a 1x1 input with a 2x2 kernel (one window, clipped: OpenPose's deploy
+        nets declare 1x1 inputs); MXNet refuses a kernel larger than the padded input, so
+        the input is extended at the end by this much, with cells no window result uses.
+        """
+        return tuple(max(0, k - (i + 2 * p))
+                     for i, k, p in zip(self.in_size, self.kernel, self.pad))
+
     # ---- forward pieces (F = mx.nd or mx.sym) ---------------------------------------
     def _mx_pool(self, F, x, pool_type: str, pad=None, convention=None):
+        extra = (0, 0) if self.is_global else self.short_fall()
+        if any(extra):
+            # -FLT_MAX is never a window's maximum (each window holds a real cell); a sum
+            # gets zeros, and AVE divides by Caffe's divisor map (see ave) instead.
+            fill = -_FLT_MAX if pool_type == "max" else 0.0
+            x = F.pad(x, mode="constant", constant_value=fill,
+                      pad_width=(0, 0, 0, 0, 0, extra[0], 0, extra[1]))
         y = F.Pooling(x, kernel=self.kernel, stride=self.stride,
                       pad=self.pad if pad is None else pad, pool_type=pool_type,
                       pooling_convention=convention or self.convention,
