@@ -586,7 +586,8 @@ def test_psroi_pooling_against_reference_and_opencv(tmp_path):
         make_layer(text, [(1, 17, 9, 11), ROIS.shape])
 
 
-@pytest.mark.parametrize("sigma, weighted", [(1.0, False), (3.0, True), (0.5, True)])
+@pytest.mark.parametrize("sigma, weighted", [(1.0, False), (3.0, True), (0.5, True),
+                                           (1.0, "inside only")])
 def test_smooth_l1_loss_forward_backward(sigma, weighted):
     rng = np.random.default_rng(6)
     shape = (3, 8, 2, 2)
@@ -594,7 +595,11 @@ def test_smooth_l1_loss_forward_backward(sigma, weighted):
     target = rng.standard_normal(shape).astype(f32)
     inside = (rng.uniform(0, 1, shape) > 0.3).astype(f32)
     outside = rng.uniform(0.5, 2, shape).astype(f32)
-    bottoms = [pred, target] + ([inside, outside] if weighted else [])
+    if weighted == "inside only":     # Fast R-CNN's original three-bottom layer
+        outside = np.ones(shape, f32)
+        bottoms = [pred, target, inside]
+    else:
+        bottoms = [pred, target] + ([inside, outside] if weighted else [])
     layer = make_layer(f'type: "SmoothL1Loss" smooth_l1_loss_param {{ sigma: {sigma} }}',
                        [b.shape for b in bottoms])
     assert layer.top_shapes == [()] and layer.loss_weights(1) == [1.0]
@@ -611,8 +616,6 @@ def test_smooth_l1_loss_forward_backward(sigma, weighted):
     assert rel_err(grads[1], -ref_grad) <= BWD_TOL
     for extra in grads[2:]:
         assert not extra.any()
-    with pytest.raises(LayerError, match="inside and outside"):
-        make_layer('type: "SmoothL1Loss"', [shape] * 3)
 
 
 def proposal_reference(prob, deltas, im_info, feat_stride, ratios, scales, pre, post, thresh,

@@ -252,7 +252,9 @@ class SmoothL1Loss(Layer):
     """smooth_L1_loss_layer.cu (py-faster-rcnn): with ``d = w_in * (pred - target)``,
     ``loss = sum(w_out * f(d)) / N``, ``f(x) = 0.5 (sigma x)^2`` if ``|x| < 1 /
     sigma^2`` else ``|x| - 0.5 / sigma^2``, N = bottom[0]'s first axis. Bottoms 3 and 4
-    (inside and outside weights) are optional together. Gradient
+    (inside and outside weights) are optional together; three bottoms are the original
+    Fast R-CNN layer (rbgirshick/fast-rcnn's smooth_L1_loss_layer.cu, also R-FCN's
+    MATLAB fork), whose third bottom is the inside weights alone. Gradient
     ``+-w_in * w_out * f'(d) * top_diff / N`` to prediction and target (f' = sigma^2 x or
     sign x); none to the weights. Loss weight 1 by default; top is 0-d.
     """
@@ -261,9 +263,6 @@ class SmoothL1Loss(Layer):
 
     def setup(self, bottom_shapes: Sequence[Shape]) -> None:
         self.check_bottoms(bottom_shapes, at_least=2, at_most=4)
-        if len(bottom_shapes) == 3:
-            raise self.error("If weights are used, must specify both inside and outside "
-                             "weights")
         sigma = float(self.param.smooth_l1_loss_param.sigma)
         self.sigma2 = sigma * sigma
 
