@@ -34,6 +34,10 @@ SOURCE_TYPES = {"Input", "Data", "ImageData", "HDF5Data", "MemoryData", "WindowD
                 "DummyData", "AnnotatedData", "VideoData"}
 
 
+#: Caffe's name for the anonymous top of a loss layer given none (Net::AppendTop).
+AUTOMATIC_TOP = "(automatic)"
+
+
 @dataclass
 class LayerNode:
     """One layer of the graph with its resolved bottoms and tops."""
@@ -156,11 +160,20 @@ def build_graph(net_param, path: Optional[str] = None,
     known: set[str] = set()
     for i, lp in enumerate(split_param.layer):
         node = LayerNode(i, lp, list(lp.bottom), list(lp.top), (path, lines[i]))
+        # Net::Init's AutoTopBlobs: a loss layer given no top still gets one, named
+        # "(automatic)", which no other layer can use and which is not a net output.
+        anonymous = _automatic_tops(lp, known)
         for j, blob in enumerate(node.bottoms):
             if blob not in known:
                 raise LayerError(lp.name, lp.type, f"unknown bottom blob '{blob}' (bottom index {j})",
                                  path=path, line=lines[i])
             available.discard(blob)
+        if anonymous:
+            node.tops = anonymous
+            known.update(anonymous)
+            blob_names.extend(anonymous)
+            nodes.append(node)
+            continue
         for j, blob in enumerate(node.tops):
             if node.in_place(j):
                 pass
@@ -178,6 +191,24 @@ def build_graph(net_param, path: Optional[str] = None,
         nodes.append(node)
     return NetGraph(net_param.name, nodes, blob_names, inputs, sorted(available),
                     bool(net_param.force_backward), path)
+
+
+def _automatic_tops(lp, known: set) -> list:
+    """Names for the anonymous tops Caffe gives a top-less layer whose type has
+    ``AutoTopBlobs()`` (every LossLayer): Caffe names each "(automatic)"; a second one
+    in the same net is told apart here by its layer name."""
+    from caffe_compat.engine.layer import layer_class
+    if len(lp.top):
+        return []
+    cls = layer_class(lp.type)
+    count = getattr(cls, "auto_top_blobs", 0) if cls is not None else 0
+    names = []
+    for j in range(count):
+        name = AUTOMATIC_TOP if j == 0 else f"{AUTOMATIC_TOP}_{j}"
+        if name in known:
+            name = f"{AUTOMATIC_TOP}[{lp.name}]" + (f"_{j}" if j else "")
+        names.append(name)
+    return names
 
 
 def mark_backward(graph: NetGraph, param_lr_mults: Sequence[Sequence[float]],

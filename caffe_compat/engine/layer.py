@@ -88,6 +88,9 @@ class Layer(mx.gluon.HybridBlock):
     computes_param_diffs: bool = True
     #: False for layers whose Caffe Backward is NOT_IMPLEMENTED (ArgMax, Accuracy, ...).
     has_backward: bool = True
+    #: Caffe's AutoTopBlobs: how many anonymous tops a layer given none still produces
+    #: (1 for every LossLayer, whose loss top is then "(automatic)").
+    auto_top_blobs: int = 0
 
     def __init__(self, param, phase: int):
         super().__init__(prefix=param.name + "_")

@@ -119,6 +119,7 @@ class LossLayer(Layer):
     bottoms 0 and 1 share their first dimension, top 0 is 0-d."""
 
     default_loss_weight = 1.0
+    auto_top_blobs = 1          # a LossLayer: AutoTopBlobs()
 
     def allow_backward(self, bottom_index: int) -> bool:
         return bottom_index != 1

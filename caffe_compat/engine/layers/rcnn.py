@@ -260,6 +260,7 @@ class SmoothL1Loss(Layer):
     """
 
     default_loss_weight = 1.0
+    auto_top_blobs = 1          # a LossLayer: AutoTopBlobs()
 
     def setup(self, bottom_shapes: Sequence[Shape]) -> None:
         self.check_bottoms(bottom_shapes, at_least=2, at_most=4)
