@@ -24,13 +24,28 @@ def parse_param_str(text: str) -> dict:
 
     >>> parse_param_str("'feat_stride': 16")
     {'feat_stride': 16}
+    >>> parse_param_str("'scales': !!python/tuple [4, 8, 16, 32]")
+    {'scales': (4, 8, 16, 32)}
     """
     try:
         import yaml
     except ImportError:
         body = text.strip()
         return ast.literal_eval(body if body.startswith("{") else "{" + body + "}")
-    return yaml.safe_load(text) or {}
+    return yaml.load(text, Loader=_param_str_loader(yaml)) or {}
+
+
+def _param_str_loader(yaml):
+    """PyYAML's safe loader plus ``!!python/tuple``: py-faster-rcnn's COCO nets write
+    ``'scales': !!python/tuple [4, 8, 16, 32]``, which its ``yaml.load`` (PyYAML < 5.1,
+    full loader) read as a tuple. Only that tag is added; nothing else becomes code."""
+    class ParamStrLoader(yaml.SafeLoader):
+        pass
+
+    ParamStrLoader.add_constructor(
+        "tag:yaml.org,2002:python/tuple",
+        lambda loader, node: tuple(loader.construct_sequence(node)))
+    return ParamStrLoader
 
 
 def phase_key(phase) -> str:
