@@ -5,14 +5,11 @@ DetectionOutput), a ShuffleNet unit pair, the py-faster-rcnn test net (two input
 RPN with py-faster-rcnn's Python ProposalLayer, ROIPooling, heads), an R-FCN head
 (PSROIPooling), a PSPNet pyramid (Interp) and an SE block (Axpy); a SegNet
 encoder-decoder (pool mask + Upsample, BN) is checked piece by piece where OpenCV
-lacks its layers. If ``../shared/corpus`` exists, its nets of these families are
-built too.
+lacks its layers. The corpus's real nets of these families run in test_corpus_run.py.
 """
 from __future__ import annotations
 
-import glob
 import os
-import re
 
 import cv2
 import mxnet as mx
@@ -538,63 +535,3 @@ def test_se_block_with_axpy_matches_opencv_scale_eltwise(tmp_path):
     mine = ours_outputs(ours, {"data": x}, ["out"])[0]
     theirs = cv2_outputs(cvnet, {"data": x}, ["sum"])[0]
     assert rel_err(mine, theirs) <= FWD_TOL
-
-
-# ---- corpus ------------------------------------------------------------------------------
-FORK_TYPES = ("PriorBox", "DetectionOutput", "ROIPooling", "PSROIPooling", "Proposal",
-              "Upsample", '"BN"', "Interp", "ShuffleChannel", "ConvolutionDepthwise",
-              "DepthwiseConvolution", "ReLU6", "Axpy", "rpn.proposal_layer", "Normalize",
-              "Permute")
-
-
-def corpus_fork_nets() -> list:
-    if not os.path.isdir(CORPUS):
-        return []
-    found = []
-    for path in sorted(glob.glob(os.path.join(CORPUS, "**", "*.prototxt"), recursive=True)):
-        if "solver" in os.path.basename(path).lower():
-            continue
-        with open(path, errors="replace") as handle:
-            text = handle.read()
-        if any(re.search(rf'type:\s*["\']?{re.escape(t.strip(chr(34)))}["\']?\s', text)
-               for t in FORK_TYPES) or "rpn.proposal_layer" in text:
-            found.append(path)
-    return found
-
-
-@pytest.mark.parametrize("path", corpus_fork_nets() or [None],
-                         ids=lambda p: os.path.relpath(p, CORPUS) if p else "no-corpus")
-def test_corpus_fork_nets_build_and_match_opencv(path, tmp_path):
-    if path is None:
-        pytest.skip(f"corpus not available: {CORPUS}")
-    py_faster_rcnn.install_modules()
-    try:
-        ours = CaffeNet.from_prototxt(path, phase=caffe.TEST)
-    except caffe.CaffeCompatError as exc:
-        if "shape" in str(exc).lower() and ("input" in str(exc).lower()):
-            pytest.skip(f"needs data inputs to build: {exc}")
-        raise
-    cm = os.path.join(str(tmp_path), "w.caffemodel")
-    write_caffemodel(cm, random_weights(ours, np.random.default_rng(0)))
-    rng = np.random.default_rng(1)
-    feeds = {n: rng.uniform(-1, 1, ours.blob_shapes[n]).astype(f32) for n in ours.input_names}
-    if "im_info" in feeds:
-        h, w = ours.blob_shapes[ours.input_names[0]][2:]
-        feeds["im_info"] = np.array([[h, w, 1.0]], f32).reshape(ours.blob_shapes["im_info"])
-    outputs = list(ours.graph.outputs)
-    mine = ours_outputs(ours, feeds, outputs)
-    assert all(np.isfinite(m).all() for m in mine)
-    producers = {}
-    for node in ours.graph.layers:
-        for top in node.tops:
-            producers[top] = node.param
-    try:
-        cvnet = cv2.dnn.readNetFromCaffe(path, cm)
-        theirs = cv2_outputs(cvnet, feeds, [producers[o].name for o in outputs])
-    except cv2.error:
-        pytest.skip("OpenCV cannot run this net")
-    for name, a, b in zip(outputs, mine, theirs):
-        if producers[name].type == "DetectionOutput":
-            assert rel_err(detection_rows(a), detection_rows(b)) <= FWD_TOL, name
-        else:
-            assert rel_err(a, b.reshape(a.shape)) <= FWD_TOL, name
