@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from caffe_compat.formats.prototxt import format_text, read_net
+from caffe_compat.formats.prototxt import format_text, read_label_map, read_net
 from caffe_compat.formats.solver_files import read_solver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,12 +32,19 @@ def is_solver(path):
     return "solver" in os.path.basename(path).lower()
 
 
+def is_label_map(path):
+    """SSD label maps (``labelmap_voc.prototxt``): top-level ``item { }`` entries."""
+    return "labelmap" in os.path.basename(path).lower()
+
+
 def read_any(path):
     """Reads one file as Caffe would; returns (kind, message, warning texts)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if is_solver(path):
             kind, message = "solver", read_solver(path)
+        elif is_label_map(path):
+            kind, message = "label map", read_label_map(path)
         else:
             kind, message = "net", read_net(path).param
     return kind, message, [str(w.message) for w in caught
@@ -47,7 +54,8 @@ def read_any(path):
 def corpus_files():
     if not os.path.isdir(CORPUS):
         return []
-    return sorted(glob.glob(os.path.join(CORPUS, "**", "*.prototxt"), recursive=True))
+    return sorted(glob.glob(os.path.join(CORPUS, "**", "*.prototxt"), recursive=True)
+                  + glob.glob(os.path.join(CORPUS, "**", "*.pt"), recursive=True))
 
 
 def assert_same_net(legacy_path, current_path):
@@ -88,12 +96,26 @@ def test_local_legacy_copies_upgrade_to_current(legacy, current):
 # The shared corpus (when present)
 # ---------------------------------------------------------------------------
 
+#: The only warnings the corpus may still raise, each with why it is right to warn: the
+#: value belongs to no schema caffe-compat can honour, and what it names is refused
+#: with a clear error when the net is built.
+EXPECTED_WARNINGS = {
+    'unknown value MULTI_STAGE_MEANFIELD of field "type" in caffe.V1LayerParameter':
+        "CRF-RNN's V1 enum value (its own Caffe defines no number for it); the layer is "
+        "built as type '' and refused by name",
+    'unknown field "stepearly" in caffe.SolverParameter':
+        "lenet_stepearly_solver.prototxt of BVLC's V1-era tree: no Caffe schema ever had "
+        "this field (BVLC removed the 'bogus stepearly' example in d3025f5f); real Caffe "
+        "refuses the file",
+}
+
+
 def test_corpus_files_parse():
     files = corpus_files()
     if not files:
         pytest.skip(f"corpus not present at {CORPUS}")
-    counts = {"net": 0, "solver": 0}
-    failures, warned = [], 0
+    counts = {"net": 0, "solver": 0, "label map": 0}
+    failures, warned, unexpected = [], 0, []
     for path in files:
         try:
             kind, _, notes = read_any(path)
@@ -102,9 +124,12 @@ def test_corpus_files_parse():
             continue
         counts[kind] += 1
         warned += bool(notes)
-    print(f"corpus: {counts['net']} nets and {counts['solver']} solvers parsed "
+        unexpected += [n for n in notes if not any(e in n for e in EXPECTED_WARNINGS)]
+    print(f"corpus: {counts['net']} nets, {counts['solver']} solvers and "
+          f"{counts['label map']} label maps parsed "
           f"({warned} with warnings) of {len(files)} files")
     assert not failures, f"{len(failures)} of {len(files)} files failed:\n" + "\n".join(failures)
+    assert not unexpected, "fork fields to implement or document:\n" + "\n".join(unexpected)
     assert counts["net"] > 0 and counts["solver"] > 0
 
 

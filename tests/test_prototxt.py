@@ -98,8 +98,6 @@ def test_parse_text_any_message():
     ('layer {\n  name: "a"\n}\n}\n', 4, 1, 'expected a field name, got "}"'),
     ('layer {\n  name "a"\n}\n', 2, 8, 'expected ":" after field "name"'),
     ('layer {\n  name: "a\n}\n', 2, 9, "string literal is not closed"),
-    ('layer {\n  pooling_param {\n    pool: MAXX\n  }\n}\n', 3, 11, "has no value named MAXX"),
-    ('layers {\n  type: PERMUTE\n}\n', 2, 9, "has no value named PERMUTE"),
     ('name: "a"\nname: "b"\n', 2, 7, 'should not have multiple "name" fields'),
     ('layer {\n  convolution_param { }\n  convolution_param { }\n}\n', 3, 21,
      'multiple "convolution_param"'),
@@ -141,7 +139,7 @@ def test_unknown_fork_fields_warn_once_each_with_file_and_line():
         net = read_net(path)
     messages = [str(w.message) for w in record if issubclass(w.category, UnknownFieldWarning)]
     assert len(messages) == 1
-    assert messages[0].startswith(f'{path}:18:5: unknown field "ceil_mode" in caffe.PoolingParameter')
+    assert messages[0].startswith(f'{path}:18:5: unknown field "pad_type" in caffe.PoolingParameter')
     assert net.warnings == messages
     assert net.param.layer[3].permute_param.order == [0, 2, 3, 1]
     assert net.param.layer[2].norm_param.across_spatial is False
@@ -159,7 +157,36 @@ def test_strict_makes_unknown_fields_fatal():
     with pytest.raises(PrototxtError) as info:
         read_net(fixture("ssd_fork.prototxt"), strict=True)
     assert (info.value.line, info.value.column) == (18, 5)
-    assert '"ceil_mode"' in str(info.value) and "caffe.PoolingParameter" in str(info.value)
+    assert '"pad_type"' in str(info.value) and "caffe.PoolingParameter" in str(info.value)
+
+
+@pytest.mark.parametrize("text, line, column, value", [
+    ('layer {\n  pooling_param {\n    pool: MAXX\n  }\n}\n', 3, 5, "MAXX"),
+    ('layers {\n  type: PERMUTE\n}\n', 2, 3, "PERMUTE"),
+    ('layer {\n  pooling_param { pool: 7 }\n}\n', 2, 19, "7"),
+])
+def test_unknown_enum_values_warn_with_file_and_line_and_strict_refuses(text, line, column, value):
+    """A fork's enum value (SSD's V1 PERMUTE, CRF-RNN's MULTI_STAGE_MEANFIELD) must not
+    abort the whole file: the field is skipped with a warning naming file and line."""
+    with pytest.warns(UnknownFieldWarning) as record:
+        net = read_net(text)
+    [message] = [str(w.message) for w in record if issubclass(w.category, UnknownFieldWarning)]
+    assert message.startswith(f"<string>:{line}:{column}: unknown value {value} of field")
+    assert len(net.param.layer) == 1
+    with pytest.raises(PrototxtError, match=f"has no value named {value}"):
+        read_net(text, strict=True)
+
+
+def test_fork_fields_of_refused_layers_are_read_past_without_a_warning():
+    """FORK_FIELDS_SKIPPED: the parameters of fork layers that are refused by name."""
+    import warnings
+    text = ('layer { name: "d" type: "AnnotatedData" top: "data" '
+            'transform_param { resize_param { height: 300 } emit_constraint { emit_type: CENTER } } '
+            'annotated_data_param { batch_sampler { max_sample: 1 } } }')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = read_net(text)
+    assert net.param.layer[0].type == "AnnotatedData" and not net.warnings
 
 
 @pytest.mark.parametrize("unknown", [

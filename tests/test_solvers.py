@@ -61,7 +61,7 @@ def numpy_rule(kind, diff, hist, local_rate, p, it):
     raise AssertionError(kind)
 
 
-def numpy_lr(p, it, step):
+def numpy_lr(p, it, step, smoothed_loss=0.0, plateau=None):
     pol = p["lr_policy"]
     if pol == "fixed":
         return p["base_lr"], step
@@ -79,6 +79,18 @@ def numpy_lr(p, it, step):
         return p["base_lr"] * (1 - it / p["max_iter"]) ** p["power"], step
     if pol == "sigmoid":
         return p["base_lr"] / (1 + math.exp(-p["gamma"] * (it - p["stepsize"]))), step
+    if pol == "multifixed":      # BVLC/caffe intel, sgd_solver.cpp
+        stage = 0
+        while stage < len(p["stageiter"]) and it > p["stageiter"][stage]:
+            stage += 1
+        return p["stagelr"][min(stage, len(p["stagelr"]) - 1)], step
+    if pol == "plateau":         # BVLC/caffe intel (from PVANet), sgd_solver.cpp
+        if smoothed_loss < plateau["min"]:
+            plateau["min"], plateau["last"] = smoothed_loss, it
+        if step < len(p["plateau_winsize"]) and it >= plateau["last"] + p["plateau_winsize"][step]:
+            step += 1
+            plateau["last"] = it
+        return p["base_lr"] * p["gamma"] ** step, step
     raise AssertionError(pol)
 
 
@@ -119,6 +131,8 @@ CASES = [
     ("RMSProp", dict(momentum=0.0, base_lr=0.01)),
     ("AdaDelta", dict(base_lr=1.0, momentum=0.95, delta=1e-6)),
     ("Adam", dict(base_lr=0.01, momentum=0.9, delta=1e-8)),
+    ("SGD", dict(lr_policy="multifixed", stagelr=[0.05, 0.02, 0.01], stageiter=[1, 3, 100])),
+    ("SGD", dict(lr_policy="plateau", plateau_winsize=[0, 2], gamma=0.5)),
 ]
 
 
@@ -135,10 +149,11 @@ def test_update_rule_matches_numpy(kind, overrides, tmp_path):
     sets = 2 if kind in ("Adam", "AdaDelta") else 1
     hist = {k: [np.zeros_like(w) for _ in range(sets)] for k, w in weights.items()}
     state = {"step": 0, "it": 0}
+    plateau = {"min": 3.4028234663852886e+38, "last": 0}
 
     def on_gradients_ready():
         it = state["it"]
-        rate, state["step"] = numpy_lr(p, it, state["step"])
+        rate, state["step"] = numpy_lr(p, it, state["step"], solver.smoothed_loss, plateau)
         diffs = {k: net.params[k[0]][k[1]].diff.astype(np.float64) for k in weights}
         if p["clip_gradients"] >= 0:
             norm = math.sqrt(sum(float((d ** 2).sum()) for d in diffs.values()))

@@ -50,6 +50,7 @@ from caffe_compat.proto import caffe_pb2
 
 __all__ = [
     "UnknownFieldWarning", "NetDefinition", "ParsedText", "read_net", "parse_net",
+    "read_label_map", "FORK_FIELDS_SKIPPED",
     "net_layer_origins",
     "parse_text", "parse_text_detailed", "load_text_source", "format_text",
     "write_text", "write_net",
@@ -177,6 +178,37 @@ class _UnknownField(NamedTuple):
     name: str
     start: int
     end: int
+    enum_value: Optional[str] = None   # set when the field is known but its value is not
+
+
+#: Fields of Caffe forks read past on purpose, without a warning: each belongs to a fork
+#: layer that caffe-compat refuses by name (so the value could change nothing), or is
+#: an implementation hint. The README's fork table lists them.
+FORK_FIELDS_SKIPPED = {
+    # SSD (weiliu89/caffe ssd, also the Intel branch): the training data, loss and
+    # evaluation layers AnnotatedData, MultiBoxLoss, DetectionEvaluate.
+    ("caffe.LayerParameter", "annotated_data_param"): "SSD AnnotatedData (training data)",
+    ("caffe.LayerParameter", "multibox_loss_param"): "SSD MultiBoxLoss (training loss)",
+    ("caffe.LayerParameter", "detection_evaluate_param"): "SSD DetectionEvaluate (mAP during training)",
+    ("caffe.TransformationParameter", "resize_param"): "SSD data augmentation (AnnotatedData)",
+    ("caffe.TransformationParameter", "distort_param"): "SSD data augmentation (AnnotatedData)",
+    ("caffe.TransformationParameter", "expand_param"): "SSD data augmentation (AnnotatedData)",
+    ("caffe.TransformationParameter", "emit_constraint"): "SSD data augmentation (AnnotatedData)",
+    ("caffe.TransformationParameter", "random_resize_param"): "Intel branch YOLO data augmentation",
+    # Intel branch YOLO/video layers.
+    ("caffe.LayerParameter", "region_loss_param"): "Intel YOLO RegionLoss (training loss)",
+    ("caffe.LayerParameter", "eval_detection_param"): "Intel YOLO EvalDetection (evaluation)",
+    ("caffe.LayerParameter", "video_data_param"): "Intel VideoData (camera input)",
+    # The snapshot layout of yufacedetectnet's Caffe (its solvers): old-style 4-D blob
+    # shapes in .caffemodel snapshots; the numbers are the same either way.
+    ("caffe.SolverParameter", "store_blobs_in_old_format"): "snapshot blob-shape layout",
+    # R-FCN's online hard example mining (training only).
+    ("caffe.LayerParameter", "box_annotator_ohem_param"): "R-FCN BoxAnnotatorOHEM (training)",
+    # SegNet/ENet data layer; CRF-RNN's mean-field layer.
+    ("caffe.LayerParameter", "dense_image_data_param"): "SegNet DenseImageData (training data)",
+    ("caffe.LayerParameter", "multi_stage_meanfield_param"): "CRF-RNN MultiStageMeanfield",
+    ("caffe.V1LayerParameter", "multi_stage_meanfield_param"): "CRF-RNN MultiStageMeanfield",
+}
 
 
 class _Walker:
@@ -192,6 +224,7 @@ class _Walker:
         self.items = tokens.items
         self.i = 0
         self.unknown: list[_UnknownField] = []
+        self.skipped: list[_UnknownField] = []      # FORK_FIELDS_SKIPPED, no warning
         self.top_level: list[tuple[str, int]] = []
 
     # -- token helpers ------------------------------------------------------
@@ -261,6 +294,12 @@ class _Walker:
         name_tok = self.peek()
         name, bracketed = self._field_name()
         fdesc = None if (bracketed or desc is None) else desc.fields_by_name.get(name)
+        if fdesc is None and desc is not None and (desc.full_name, name) in FORK_FIELDS_SKIPPED:
+            self._skip_unknown_value()
+            self._consume_separator()
+            self.skipped.append(_UnknownField(desc.full_name, name, name_tok.start,
+                                              self._previous_end()))
+            return
         if fdesc is None:
             if desc is not None and self.strict:
                 raise self.tokens.error(
@@ -275,6 +314,9 @@ class _Walker:
         if fdesc.cpp_type == fdesc.CPPTYPE_MESSAGE:
             self.try_consume(":")
             walk_one = lambda: self._walk_message_value(fdesc.message_type)  # noqa: E731
+        elif fdesc.enum_type is not None:
+            self.expect(":", f'after field "{name}"')
+            walk_one = lambda: self._check_enum_value(desc, fdesc, name_tok)  # noqa: E731
         else:
             self.expect(":", f'after field "{name}"')
             walk_one = self._skip_scalar
@@ -302,6 +344,21 @@ class _Walker:
             self._walk_body(desc, close=_CLOSE[tok.text])
         else:
             raise self._unexpected('"{"')
+
+    def _check_enum_value(self, desc, fdesc, name_tok: _Token) -> None:
+        """An enum value no Caffe schema here knows (a fork's) is blanked with its
+        field and reported, like an unknown field (strict: an error)."""
+        tok = self.peek()
+        self._skip_scalar()
+        known = (tok.text in fdesc.enum_type.values_by_name if tok.kind == "ident" else
+                 _enum_number_known(fdesc.enum_type, tok.text) if tok.kind == "number" else True)
+        if known:
+            return
+        if self.strict:
+            raise self.tokens.error(f'{fdesc.enum_type.full_name} has no value named {tok.text}',
+                                    tok.start)
+        self.unknown.append(_UnknownField(desc.full_name, fdesc.name, name_tok.start,
+                                          self._previous_end(), enum_value=tok.text))
 
     def _consume_separator(self) -> None:
         # Fields may be separated by ";" or "," (TextFormat accepts both).
@@ -351,6 +408,13 @@ class _Walker:
 # Public parsing API
 # ---------------------------------------------------------------------------
 
+def _enum_number_known(enum_desc, text: str) -> bool:
+    try:
+        return int(text, 0) in enum_desc.values_by_number
+    except ValueError:
+        return False
+
+
 def _blank(text: str, spans: list) -> str:
     """Replaces each [start, end) span by spaces, keeping line breaks."""
     if not spans:
@@ -385,13 +449,17 @@ def _unknown_field_messages(unknown: list, tokens: _Tokens) -> list:
     """One message per distinct (message type, field name), in order of first use."""
     groups: dict = {}
     for u in unknown:
-        groups.setdefault((u.message_type, u.name), []).append(u)
+        groups.setdefault((u.message_type, u.name, u.enum_value), []).append(u)
     where = tokens.path or "<string>"
     out = []
-    for (mtype, name), uses in groups.items():
+    for (mtype, name, enum_value), uses in groups.items():
         line, col = tokens.line_col(uses[0].start)
-        msg = (f'{where}:{line}:{col}: unknown field "{name}" in {mtype} skipped with its '
-               f"value (not in BVLC caffe.proto; a Caffe fork's field?)")
+        if enum_value is None:
+            msg = (f'{where}:{line}:{col}: unknown field "{name}" in {mtype} skipped with its '
+                   f"value (not in BVLC caffe.proto; a Caffe fork's field?)")
+        else:
+            msg = (f'{where}:{line}:{col}: unknown value {enum_value} of field "{name}" in '
+                   f"{mtype}: the field is skipped (a Caffe fork's enum value?)")
         if len(uses) > 1:
             lines = [tokens.line_col(u.start)[0] for u in uses]
             shown = ", ".join(str(x) for x in lines[:10]) + (", ..." if len(lines) > 10 else "")
@@ -414,7 +482,7 @@ def parse_text_detailed(text: str, message: Message, path: Optional[str] = None,
     tokens = _Tokens(text, path)
     walker = _Walker(tokens, strict)
     walker.walk_top(message.DESCRIPTOR)
-    cleaned = _blank(text, [(u.start, u.end) for u in walker.unknown])
+    cleaned = _blank(text, [(u.start, u.end) for u in walker.unknown + walker.skipped])
     try:
         text_format.Parse(cleaned, message)
     except text_format.ParseError as exc:
@@ -514,6 +582,19 @@ def read_net(path_or_text: PathOrText, strict: bool = False) -> NetDefinition:
     lines = (list(origins.layer) + [None] * len(param.layer))[:len(param.layer)]
     return NetDefinition(param=param, path=path, layer_lines=lines, warnings=notes,
                          upgrades=steps)
+
+
+def read_label_map(path_or_text: PathOrText, strict: bool = False) -> caffe_pb2.LabelMap:
+    """Reads an SSD label map (``labelmap_voc.prototxt``: ``item { name label
+    display_name }``), the class names of a DetectionOutput's labels.
+
+    >>> m = read_label_map('item { name: "none_of_the_above" label: 0 } '
+    ...                    'item { name: "aeroplane" label: 1 display_name: "aeroplane" }')
+    >>> {i.label: i.display_name or i.name for i in m.item}
+    {0: 'none_of_the_above', 1: 'aeroplane'}
+    """
+    text, path = load_text_source(path_or_text)
+    return parse_text_detailed(text, caffe_pb2.LabelMap(), path, strict, _stacklevel=3).message
 
 
 # ---------------------------------------------------------------------------

@@ -372,6 +372,9 @@ _V1_TYPE_NAMES = {
     V1.SOFTMAX: "Softmax", V1.SOFTMAX_LOSS: "SoftmaxWithLoss", V1.SPLIT: "Split",
     V1.SLICE: "Slice", V1.TANH: "TanH", V1.WINDOW_DATA: "WindowData",
     V1.THRESHOLD: "Threshold",
+    # FCN's Caffe (longjon/caffe future, torrvision/caffe for CRF-RNN): a Crop that
+    # finds its own offsets; formats/legacy_crop.py gives the V2 layer those offsets.
+    V1.CROP: "Crop",
 }
 
 # The sub-messages UpgradeV1LayerParameter copies unchanged (same name in both).
@@ -446,8 +449,15 @@ def upgrade_v1_net(net_param: caffe_pb2.NetParameter, origins: Optional[LayerOri
             _origin(layer_origins, 0))
     upgraded = [_upgrade_v1_layer(v1, _origin(layer_origins, i), report)
                 for i, v1 in enumerate(net_param.layers)]
+    legacy_crops = [i for i, v1 in enumerate(net_param.layers) if v1.type == V1.CROP]
     net_param.ClearField("layers")
     net_param.layer.extend(upgraded)
+    if legacy_crops:
+        from caffe_compat.formats.legacy_crop import LegacyCropError, resolve_legacy_crops
+        try:
+            resolve_legacy_crops(net_param, legacy_crops)
+        except LegacyCropError as exc:
+            raise NetUpgradeError(str(exc), _origin(layer_origins, legacy_crops[0])) from None
     if origins is not None:
         origins.layer = [_origin(layer_origins, i) for i in range(len(upgraded))]
         origins.layers = []

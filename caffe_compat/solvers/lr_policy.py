@@ -1,6 +1,5 @@
 """Caffe's learning-rate policies (SGDSolver::GetLearningRate, sgd_solver.cpp).
 
->>> from caffe_compat.proto import caffe_pb2
 >>> p = caffe_pb2.SolverParameter(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=100)
 >>> learning_rate(p, 250)[0]
 0.0001...
@@ -8,9 +7,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+from caffe_compat.proto import caffe_pb2  # noqa: F401  (the docstring examples use it)
 
 
-def learning_rate(param, iteration: int, current_step: int = 0) -> tuple[float, int]:
+@dataclass
+class PlateauState:
+    """What lr_policy "plateau" remembers between iterations (Intel branch / PVANet's
+    Caffe: ``minimum_loss_``, ``iter_last_event_``)."""
+    minimum_loss: float = 3.4028234663852886e+38     # FLT_MAX
+    iter_last_event: int = 0
+
+
+def learning_rate(param, iteration: int, current_step: int = 0,
+                  smoothed_loss: float = 0.0, plateau: PlateauState = None) -> tuple[float, int]:
     """(rate, new current_step) at ``iteration``; ``current_step`` matters for multistep.
 
     fixed: base_lr; step: base_lr * gamma^floor(iter/stepsize); exp: base_lr * gamma^iter;
@@ -18,6 +29,16 @@ def learning_rate(param, iteration: int, current_step: int = 0) -> tuple[float, 
     advances once per call when iter reaches the next stepvalue (Caffe's ``if``, not
     ``while``); poly: base_lr * (1 - iter/max_iter)^power; sigmoid:
     base_lr / (1 + exp(-gamma * (iter - stepsize))).
+
+    Fork policies (BVLC/caffe intel sgd_solver.cpp, from PVANet's Caffe): multifixed:
+    stagelr[i] for the first i with iter <= stageiter[i] (the last stage after that);
+    plateau: base_lr * gamma^step, where step advances (at most once per call) when the
+    smoothed loss has not set a new minimum for plateau_winsize[step] iterations.
+
+    >>> p = caffe_pb2.SolverParameter(lr_policy="multifixed", stagelr=[0.1, 0.01],
+    ...                               stageiter=[100, 200])
+    >>> [round(learning_rate(p, i)[0], 6) for i in (0, 100, 101, 500)]
+    [0.1, 0.1, 0.01, 0.01]
     """
     policy = param.lr_policy
     base = param.base_lr
@@ -41,5 +62,20 @@ def learning_rate(param, iteration: int, current_step: int = 0) -> tuple[float, 
         return base * math.pow(1.0 - float(it) / param.max_iter, param.power), current_step
     if policy == "sigmoid":
         return base * (1.0 / (1.0 + math.exp(-param.gamma * (it - float(param.stepsize))))), current_step
+    if policy == "multifixed":
+        if len(param.stagelr) != len(param.stageiter) or not len(param.stagelr):
+            raise ValueError("lr_policy multifixed needs as many stagelr as stageiter values")
+        stage = next((i for i, end in enumerate(param.stageiter) if it <= end),
+                     len(param.stageiter) - 1)
+        return float(param.stagelr[stage]), current_step
+    if policy == "plateau":
+        state = plateau if plateau is not None else PlateauState()
+        if smoothed_loss < state.minimum_loss:
+            state.minimum_loss, state.iter_last_event = smoothed_loss, it
+        if current_step < len(param.plateau_winsize):
+            if it >= state.iter_last_event + param.plateau_winsize[current_step]:
+                current_step += 1
+                state.iter_last_event = it
+        return base * math.pow(param.gamma, current_step), current_step
     raise ValueError(f"unknown lr_policy {policy!r} (Caffe knows fixed, step, exp, inv, "
-                     "multistep, poly, sigmoid)")
+                     "multistep, poly, sigmoid; the Intel branch also plateau, multifixed)")

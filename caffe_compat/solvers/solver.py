@@ -28,7 +28,7 @@ from caffe_compat.formats.prototxt import NetDefinition, read_net
 from caffe_compat.formats.upgrade import upgrade_net
 from caffe_compat.formats.solver_files import read_solver, resolve_path
 from caffe_compat.proto import caffe_pb2
-from caffe_compat.solvers.lr_policy import learning_rate
+from caffe_compat.solvers.lr_policy import PlateauState, learning_rate
 from caffe_compat.solvers.update_rules import HISTORY_SETS, RULES
 
 log = logging.getLogger("caffe_compat.solver")
@@ -337,7 +337,10 @@ class Solver:
 
     # ---- the update -------------------------------------------------------------------
     def learning_rate(self) -> float:
-        rate, self.current_step = learning_rate(self.param, self.iter, self.current_step)
+        if not hasattr(self, "_plateau"):
+            self._plateau = PlateauState()
+        rate, self.current_step = learning_rate(self.param, self.iter, self.current_step,
+                                                self.smoothed_loss, self._plateau)
         return rate
 
     def apply_update(self) -> None:
