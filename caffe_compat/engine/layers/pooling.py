@@ -306,7 +306,9 @@ class Pooling(Layer):
             raise self.error("stride must be positive")
         if self.is_global and (any(self.pad) or self.stride != (1, 1)):
             raise self.error("With Global_pooling: true; only pad = 0 and stride = 1")
-        self.ceil_mode = int(pp.round_mode) == 0
+        # round_mode (BVLC) or ceil_mode: false (BVLC PR #3057, used by the shicai
+        # DenseNet and soeaver nets; pooling_layer.cpp of that PR): floor rounding.
+        self.ceil_mode = int(pp.round_mode) == 0 and pp.ceil_mode
         if len(self.param.top) > 1 and self.method != MAX:
             raise self.error("only MAX pooling has a second (mask) top")
 
