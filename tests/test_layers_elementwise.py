@@ -355,6 +355,40 @@ def test_dropout_train_phase_inverted_scaling(mode):
     assert 0.6 < kept.mean() < 0.8
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_dropout_scale_train_false_caffe_fast_rcnn(mode):
+    """caffe-fast-rcnn's dropout_layer.cpp: TRAIN keeps x unscaled, TEST gives x * (1 - p)."""
+    x = np.abs(rand(50, 40, seed=3)) + 0.5
+    text = 'name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.25 scale_train: false }'
+    test_layer = make_layer(text, [x.shape], mode=mode)
+    assert not test_layer.passes_bottom_through()
+    assert_close(run_layer(test_layer, mx.nd.array(x))[0].asnumpy(), x * 0.75, FWD)
+    train_layer = make_layer(text, [x.shape], phase=caffe_pb2.TRAIN, mode=mode)
+    xs = mx.nd.array(x)
+    xs.attach_grad()
+    with mx.autograd.record():
+        top = run_layer(train_layer, xs)[0]
+    top.backward(mx.nd.ones_like(top))
+    y, g = top.asnumpy(), xs.grad.asnumpy()
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept], rtol=1e-6)
+    np.testing.assert_allclose(g, kept.astype(np.float32), rtol=1e-6)
+    assert 0.65 < kept.mean() < 0.85
+
+
+def test_dropout_sample_weights_test_segnet():
+    """SegNet's Bayesian SegNet: dropout samples at TEST too (a new mask each forward)."""
+    x = np.abs(rand(50, 40, seed=4)) + 0.5
+    layer = make_layer('name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.5 '
+                       'sample_weights_test: true }', [x.shape])
+    a, b = (run_layer(layer, mx.nd.array(x))[0].asnumpy() for _ in range(2))
+    for y in (a, b):
+        kept = y != 0
+        np.testing.assert_allclose(y[kept], x[kept] / 0.5, rtol=1e-6)
+        assert 0.4 < kept.mean() < 0.6
+    assert (a != b).any()
+
+
 def test_neuron_parameter_errors():
     with pytest.raises(LayerError, match="base must be positive"):
         make_layer('name: "e" type: "Exp" exp_param { base: -2 }', [(2,)])

@@ -256,20 +256,33 @@ class Dropout(NeuronLayer):
     """Caffe's inverted dropout (dropout_layer.cpp): in TRAIN each element is kept with
     probability 1 - dropout_ratio and scaled by 1 / (1 - dropout_ratio); TEST copies.
 
+    Two forks' fields (dropout_layer.cpp of each):
+
+    * ``scale_train: false`` (rbgirshick/caffe-fast-rcnn, py-faster-rcnn's ZF/VGG_CNN_M
+      nets): kept elements are not scaled at TRAIN, and TEST multiplies by
+      1 - dropout_ratio instead;
+    * ``sample_weights_test: true`` (SegNet's Bayesian SegNet): TEST drops too, as TRAIN
+      (Monte-Carlo dropout: every forward samples a new mask).
+
     The layer's phase decides, not MXNet's ``autograd.is_training()``. Masks come from
     MXNet's random generator (``mx.random.seed``), so they differ from Caffe's.
     """
 
     def setup(self, bottom_shapes: Sequence[Shape]) -> None:
-        ratio = self.param.dropout_param.dropout_ratio
-        if not 0.0 <= ratio < 1.0:
-            raise self.error(f"dropout_ratio must be in [0, 1), got {ratio}")
+        dp = self.param.dropout_param
+        self.ratio = float(dp.dropout_ratio)
+        if not 0.0 <= self.ratio < 1.0:
+            raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
+        self.samples = self.phase == caffe_pb2.TRAIN or dp.sample_weights_test
+        self.scale_train = dp.scale_train
 
     def passes_bottom_through(self) -> bool:
-        return self.phase != caffe_pb2.TRAIN or float(self.param.dropout_param.dropout_ratio) == 0.0
+        return self.ratio == 0.0 or (not self.samples and self.scale_train)
 
     def hybrid_forward(self, F, x):
-        ratio = float(self.param.dropout_param.dropout_ratio)
-        if self.phase != caffe_pb2.TRAIN or ratio == 0.0:
+        if self.ratio == 0.0:
             return (F.identity(x),)
-        return (F.Dropout(x, p=ratio, mode="always"),)
+        if not self.samples:
+            return (F.identity(x) if self.scale_train else x * (1.0 - self.ratio),)
+        y = F.Dropout(x, p=self.ratio, mode="always")      # x * mask / (1 - ratio)
+        return (y if self.scale_train else y * (1.0 - self.ratio),)
