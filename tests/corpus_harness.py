@@ -279,8 +279,6 @@ def opencv_deviations(node, shapes: dict) -> Optional[str]:
             return "depthwise convolution of a 1-pixel-wide input (OpenCV reads outside it)"
     if node.type == "LRN" and p.lrn_param.norm_region == 0 and p.lrn_param.k != 1.0:
         return "LRN k != 1 (OpenCV uses 1)"
-    if node.type == "Dropout" and not p.dropout_param.scale_train:
-        return "Dropout scale_train: false (caffe-fast-rcnn scales at TEST; OpenCV copies)"
     if node.type == "Axpy":
         return "Axpy (OpenCV's Scale+Eltwise rewrite is not a * x + y)"
     if node.type == "PriorBox":

@@ -374,6 +374,16 @@ def test_dropout_scale_train_false_caffe_fast_rcnn(mode):
     np.testing.assert_allclose(y[kept], x[kept], rtol=1e-6)
     np.testing.assert_allclose(g, kept.astype(np.float32), rtol=1e-6)
     assert 0.65 < kept.mean() < 0.85
+    # OpenCV's importer reads scale_train too: the same TEST numbers
+    import cv2
+    from caffe_compat.proto import caffe_pb2 as pb
+    from google.protobuf import text_format
+    net = pb.NetParameter()
+    text_format.Parse('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 50 '
+                      'dim: 40 } } } layer { ' + text + ' bottom: "x" top: "y" }', net)
+    cv = cv2.dnn.readNetFromCaffe(bytearray(text_format.MessageToString(net).encode()))
+    cv.setInput(x.astype(np.float32), "x")
+    assert_close(cv.forward(), x * 0.75, FWD)
 
 
 def test_dropout_sample_weights_test_segnet():

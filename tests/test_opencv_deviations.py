@@ -84,18 +84,6 @@ def test_axpy_is_rewritten_wrongly_by_opencv(tmp_path):
     assert deviation_of(net, "axpy")
 
 
-def test_dropout_scale_train_false_is_copied_by_opencv(tmp_path):
-    """caffe-fast-rcnn's dropout_layer.cpp: with scale_train: false, TEST multiplies by
-    1 - dropout_ratio (py-faster-rcnn's ZF and VGG_CNN_M test nets); OpenCV copies."""
-    x = np.random.default_rng(3).standard_normal((2, 6)).astype(f32)
-    text = inputs(x=x.shape) + ('layer { name: "drop" type: "Dropout" bottom: "x" top: "z" '
-                                'dropout_param { dropout_ratio: 0.5 scale_train: false } }\n')
-    ours, theirs, net = run_both(tmp_path, text, {"x": x}, "z")
-    assert np.abs(ours - x * 0.5).max() < 1e-7
-    assert np.abs(theirs - x).max() < 1e-7
-    assert deviation_of(net, "drop")
-
-
 def test_depthwise_convolution_of_a_one_pixel_input(tmp_path):
     """MobileNetv2-SSDLite's last head sees a 1x1 map: a 3x3 pad-1 depthwise convolution
     is then the centre tap times the input; OpenCV returns other numbers there."""
