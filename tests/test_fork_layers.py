@@ -618,6 +618,28 @@ def test_smooth_l1_loss_forward_backward(sigma, weighted):
         assert not extra.any()
 
 
+@pytest.mark.parametrize("loss_param, normalizer", [
+    ("normalization: PRE_FIXED pre_fixed_normalizer: 128", 128.0),
+    ("normalization: VALID", 3 * 2 * 2.0),
+    ("normalization: BATCH_SIZE", 3.0),
+    ("normalization: NONE", 1.0),
+])
+def test_smooth_l1_loss_rfcn_normalization(loss_param, normalizer):
+    """R-FCN's Caffe (daijifeng001/caffe-rfcn smooth_L1_loss_layer.cpp): with a
+    loss_param normalization, the sum is divided by its get_normalizer, not by N."""
+    rng = np.random.default_rng(7)
+    shape = (3, 8, 2, 2)
+    pred, target = (rng.standard_normal(shape).astype(f32) for _ in range(2))
+    inside = (rng.uniform(0, 1, shape) > 0.3).astype(f32)
+    layer = make_layer(f'type: "SmoothL1Loss" loss_param {{ {loss_param} }}', [shape] * 3)
+    (loss,), grads, _ = forward_backward(layer, [pred, target, inside], [np.array([1.0], f32)])
+    d = (pred.astype(np.float64) - target) * inside
+    f = np.where(np.abs(d) < 1, 0.5 * d * d, np.abs(d) - 0.5)
+    assert rel_err(loss, [f.sum() / normalizer]) <= FWD_TOL
+    df = np.where(np.abs(d) < 1, d, np.sign(d)) * inside
+    assert rel_err(grads[0], df / normalizer) <= BWD_TOL
+
+
 def proposal_reference(prob, deltas, im_info, feat_stride, ratios, scales, pre, post, thresh,
                        min_size, base=16):
     """py-faster-rcnn's proposal_layer.py (+ generate_anchors, bbox_transform_inv,

@@ -107,6 +107,43 @@ def test_softmax_with_loss_other_axis_and_prob_top(mode):
     assert layer.loss_weights(2) == [1.0, 0.0]
 
 
+def segnet_weighted_softmax_loss(x, label, weights, ignore):
+    """alexgkendall/caffe-segnet softmax_loss_layer.cpp with weight_by_label_freqs:
+    -sum w[label] log p / count; gradient (p - onehot) * w[label] / count."""
+    p3 = class_layout(softmax(x, 1), 1)
+    outer, classes, inner = p3.shape
+    labels = label.reshape(outer, inner)
+    grad, loss, count = p3.copy(), 0.0, 0
+    for i in range(outer):
+        for j in range(inner):
+            lab = int(labels[i, j])
+            if lab == ignore:
+                grad[i, :, j] = 0
+                continue
+            loss -= math.log(max(p3[i, lab, j], FLT_MIN)) * weights[lab]
+            grad[i, lab, j] -= 1
+            grad[i, :, j] *= weights[lab]
+            count += 1
+    return loss / count, grad.reshape(x.shape) / count
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_softmax_with_loss_segnet_class_weighting(mode):
+    x = rand(2, 4, 3, 5, scale=2)
+    label = np.random.RandomState(5).randint(0, 4, size=(2, 3, 5)).astype(np.float64)
+    label.flat[::4] = 3
+    weights = [0.2, 1.5, 0.7, 2.0]
+    text = ('name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "loss" '
+            'loss_param { ignore_label: 3 weight_by_label_freqs: true '
+            + " ".join(f"class_weighting: {w}" for w in weights) + " }")
+    check(text, [x, label],
+          lambda x, y: [np.array(segnet_weighted_softmax_loss(x, y, weights, 3)[0])],
+          lambda b, h: ([segnet_weighted_softmax_loss(b[0], b[1], weights, 3)[1] * h[0],
+                         np.zeros_like(b[1])], []), mode=mode)
+    with pytest.raises(LayerError, match="class weight values"):
+        make_layer(text.replace("class_weighting: 2.0", ""), [x.shape, label.shape])
+
+
 def test_softmax_with_loss_all_ignored_and_clamp():
     layer = make_layer('name: "l" type: "SoftmaxWithLoss" loss_param { ignore_label: 0 }',
                        [(2, 3), (2,)])

@@ -82,6 +82,9 @@ def normalizer(F, mode: int, outer: int, inner: int, valid):
         return float(max(1, outer))
     if mode == _NORM.NONE:
         return 1.0
+    if mode == _NORM.PRE_FIXED:
+        raise ValueError("normalization PRE_FIXED (R-FCN's Caffe) exists only for "
+                         "SmoothL1Loss")
     raise ValueError(f"unknown normalization mode {mode}")
 
 
@@ -176,21 +179,34 @@ class SoftmaxWithLoss(LossLayer, ClassAxisLayer):
     (outer count), NONE; deprecated ``normalize: false`` = BATCH_SIZE, true = VALID; the
     normalizer is at least 1. Gradient ``(prob - onehot(label)) / normalizer``, zero at
     ignored positions. Optional top 1 is the softmax (Caffe sends no gradient from it).
+
+    SegNet's ``weight_by_label_freqs`` (alexgkendall/caffe-segnet softmax_loss_layer.cpp)
+    weights each position's loss, and its gradient, by ``class_weighting[label]`` (one
+    weight per class); the normalizer stays the position count.
     """
 
     def reshape(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
         self.check_loss_bottoms(bottom_shapes)
         self.mode = normalization_mode(self, _NORM.VALID)
-        return self.class_axis_shapes(bottom_shapes, self.param.softmax_param.axis)
+        tops = self.class_axis_shapes(bottom_shapes, self.param.softmax_param.axis)
+        lp = self.param.loss_param
+        self.class_weights = list(lp.class_weighting) if lp.weight_by_label_freqs else None
+        if self.class_weights is not None and len(self.class_weights) != self.classes:
+            raise self.error(f"Number of class weight values ({len(self.class_weights)}) does "
+                             f"not match the number of classes ({self.classes}).")
+        return tops
 
     def hybrid_forward(self, F, x, label):
         prob = F.softmax(F.BlockGrad(x), axis=self.axis)
         prob3, valid, safe = self.class_layout(F, prob, label)
         picked = F.pick(prob3, safe, axis=1)
         norm = normalizer(F, self.mode, self.outer, self.inner, valid)
-        value = -F.sum(F.log(F.maximum(picked, FLT_MIN)) * valid) / norm
+        weight = valid
+        if self.class_weights is not None:     # SegNet: class_weighting[label] per position
+            weight = valid * sum((safe == c) * w for c, w in enumerate(self.class_weights))
+        value = -F.sum(F.log(F.maximum(picked, FLT_MIN)) * weight) / norm
         grad = divide(F, F.broadcast_mul(prob3 - self.one_hot(F, safe),
-                                         F.expand_dims(valid, axis=1)), norm, 3)
+                                         F.expand_dims(weight, axis=1)), norm, 3)
         loss = with_caffe_gradient(F, value, [(x, F.reshape_like(grad, x))])
         if num_tops(self) == 2:
             return loss, prob

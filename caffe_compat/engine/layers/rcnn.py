@@ -27,6 +27,7 @@ import mxnet as mx
 import numpy as np
 
 from caffe_compat.engine.layer import Layer, Shape, count, register_layer
+from caffe_compat.proto import caffe_pb2
 
 _F32 = np.float32
 _FAST_RCNN = "py-faster-rcnn (rbgirshick/caffe-fast-rcnn)"
@@ -275,8 +276,25 @@ class SmoothL1Loss(Layer):
         for i, shape in enumerate(bottom_shapes[1:], start=1):
             if (_legacy_chw(shape) != _legacy_chw(first)) or shape[0] != first[0]:
                 raise self.error(f"bottom[{i}] {tuple(shape)} must match bottom[0] {first}")
-        self.num = int(first[0])
+        self.num = self._normalizer(first)
         return [()]
+
+    def _normalizer(self, shape: Sequence[int]) -> float:
+        """N (py-faster-rcnn); with a loss_param normalization, R-FCN's Caffe's
+        get_normalizer (smooth_L1_loss_layer.cpp of daijifeng001/caffe-rfcn): FULL and
+        VALID N*H*W, BATCH_SIZE N, PRE_FIXED pre_fixed_normalizer, NONE 1; at least 1."""
+        lp = self.param.loss_param
+        n = int(shape[0])
+        if not lp.HasField("normalization"):
+            return float(n)
+        spatial = _legacy_chw(shape)[1] * _legacy_chw(shape)[2]
+        mode = lp.normalization
+        value = {caffe_pb2.LossParameter.FULL: n * spatial,
+                 caffe_pb2.LossParameter.VALID: n * spatial,
+                 caffe_pb2.LossParameter.BATCH_SIZE: n,
+                 caffe_pb2.LossParameter.PRE_FIXED: lp.pre_fixed_normalizer,
+                 caffe_pb2.LossParameter.NONE: 1}[mode]
+        return float(max(1.0, value))
 
     def hybrid_forward(self, F, pred, target, inside=None, outside=None):
         diff = pred - F.reshape_like(target, pred)
