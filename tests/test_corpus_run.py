@@ -10,7 +10,9 @@ is one of the named exceptions, each counted in the summary:
 * OpenCV cannot load or run the file (our forward must still run, finite);
 * its inputs come from data files the corpus does not carry, or from a Python data
   layer whose module is not importable;
-* real Caffe itself refuses the file (the reasons are listed in REFUSED_BY_CAFFE).
+* real Caffe itself refuses the file (the reasons are listed in REFUSED_BY_CAFFE);
+* it uses a fork layer that caffe-compat refuses by name, with the reason
+  (engine/refused_layers.py), counted on its own line.
 
 Crashes, hangs, wrong numbers and any other error fail the net's own test case.
 """
@@ -40,6 +42,10 @@ REFUSED_BY_CAFFE = {
     "a blob no layer of this phase produces (Caffe: 'Unknown bottom blob')":
         r"unknown bottom blob",
 }
+
+#: Fork layers caffe-compat refuses by name (engine/refused_layers.py: training, evaluation
+#: and input layers, and CRF-RNN's mean-field): counted apart, they are not Caffe's refusal.
+REFUSED_FORK_LAYER = "uses a fork layer caffe-compat refuses by name (engine/refused_layers.py)"
 
 #: Statuses accepted without further condition, with the summary's wording.
 ACCEPTED = {
@@ -79,6 +85,8 @@ def outcome(result: dict) -> tuple:
         category = refusal_category(result.get("error", ""))
         if category:
             return True, category
+        if "): not supported: " in result.get("error", ""):
+            return True, REFUSED_FORK_LAYER
     return False, status
 
 

@@ -15,6 +15,7 @@ import mxnet as mx
 
 from caffe_compat.context import current_context
 from caffe_compat.engine.layer import Layer, layer_class, supported_types
+from caffe_compat.engine.refused_layers import why_refused
 from caffe_compat.errors import LayerError
 
 
@@ -23,9 +24,10 @@ def instantiate_layer(param, phase: int, source: tuple = (None, None)) -> Layer:
     cls = layer_class(param.type)
     if cls is None:
         path, line = source
-        raise LayerError(param.name, param.type or "<none>",
-                         "unknown layer type; supported types: " + ", ".join(supported_types()),
-                         path=path, line=line)
+        refused = why_refused(param.type)
+        reason = (f"not supported: {refused}" if refused else
+                  "unknown layer type; supported types: " + ", ".join(supported_types()))
+        raise LayerError(param.name, param.type or "<none>", reason, path=path, line=line)
     layer = cls(param, phase)
     layer.source = source
     return layer
