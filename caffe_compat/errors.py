@@ -66,3 +66,8 @@ class LayerError(CaffeCompatError):
 
 class WeightsMismatchError(CaffeCompatError):
     """Weights do not fit the net (shape or count mismatch), naming the layer."""
+
+
+class WeightsMatchWarning(UserWarning):
+    """A weights file that loads nothing into a net with learnable layers (a different
+    net's .caffemodel, say): Caffe keeps the fillers silently; caffe-compat says so."""

@@ -108,7 +108,24 @@ def test_weights_mismatch_names_layer(tmp_path):
     with pytest.raises(CaffeCompatError) as e:
         net.copy_from(bad)
     assert 'layer "conv1"' in str(e.value)
-    net.copy_from(other.weights)  # no layer names in common: nothing loaded, no error (Caffe)
+    # no layer names in common: nothing loaded and no error (as Caffe), but a warning
+    from caffe_compat.errors import WeightsMatchWarning
+    with pytest.warns(WeightsMatchWarning, match="no layer of these weights matches"):
+        assert not set(net.copy_from(other.weights)) & {l.name for l in net.caffe_layers if l.blob_names}
+
+
+def test_an_empty_caffemodel_loads_into_a_net_without_learnable_layers(tmp_path):
+    """Caffe reads an empty file as an empty NetParameter."""
+    import warnings
+    p = tmp_path / "net.prototxt"
+    p.write_text('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }\n'
+                 'layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n')
+    empty = tmp_path / "empty.caffemodel"
+    empty.write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = caffe_compat.Net(str(p), str(empty), caffe_compat.TEST)
+    assert net.forward(x=np.array([[-1.0, 2.0]], np.float32))["y"].tolist() == [[0.0, 2.0]]
 
 
 @caffe_compat.register_layer("TimesThree")

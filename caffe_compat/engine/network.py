@@ -25,7 +25,7 @@ from caffe_compat.engine.build import instantiate_layer, shape_layer
 from caffe_compat.engine.graph import SOURCE_TYPES, NetGraph, build_graph, mark_backward
 from caffe_compat.engine.layer import Layer
 from caffe_compat.engine.onednn import gradient_guards
-from caffe_compat.errors import WeightsMismatchError
+from caffe_compat.errors import WeightsMatchWarning, WeightsMismatchError
 
 
 def _as_list(out) -> list:
@@ -337,6 +337,13 @@ class CaffeNet(mx.gluon.HybridBlock):
                 loaded.append(name)
         if self._fused:
             self._fold_batchnorm_scale()
+        learnable = [l.name for l in self.caffe_layers if l.blob_names]
+        if learnable and not set(loaded) & set(learnable):
+            # Caffe's CopyTrainedLayersFrom is silent here; a user is better told.
+            warnings.warn(f"{source}: no layer of these weights matches a learnable layer of "
+                          f"net '{self.graph.name}' (its learnable layers: "
+                          f"{', '.join(learnable[:5])}{', ...' if len(learnable) > 5 else ''}); "
+                          "the net keeps its filler values", WeightsMatchWarning, stacklevel=3)
         return loaded
 
     def layer_blobs(self) -> list[tuple[str, str, list[np.ndarray]]]:

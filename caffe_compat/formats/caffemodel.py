@@ -45,6 +45,7 @@ from google.protobuf.message import DecodeError
 from caffe_compat.errors import WeightsFormatError, WeightsMismatchError
 from caffe_compat.formats.binaryproto import (blob_field_chunks, chunks_size, decode_blob,
                                               write_chunks)
+from caffe_compat.formats.upgrade import V1_TYPE_NAMES
 from caffe_compat.formats.wire import (LEN, VARINT, WireReader, atomic_write, expect_wire_type,
                                        len_field, len_header, open_buffer)
 from caffe_compat.proto import caffe_pb2
@@ -58,18 +59,9 @@ _V1_LAYER_V0, _V1_NAME, _V1_TYPE, _V1_BLOBS = 1, 4, 5, 6     # V1LayerParameter
 _V0_NAME, _V0_TYPE, _V0_BLOBS = 1, 2, 50                     # V0LayerParameter
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-# Caffe's UpgradeV1LayerType (upgrade_proto.cpp): V1LayerParameter.LayerType -> V2 type.
-V1_LAYER_TYPES: Dict[int, str] = {
-    0: "", 35: "AbsVal", 1: "Accuracy", 30: "ArgMax", 2: "BNLL", 3: "Concat",
-    37: "ContrastiveLoss", 4: "Convolution", 39: "Deconvolution", 5: "Data", 6: "Dropout",
-    32: "DummyData", 7: "EuclideanLoss", 25: "Eltwise", 38: "Exp", 8: "Flatten",
-    9: "HDF5Data", 10: "HDF5Output", 28: "HingeLoss", 11: "Im2col", 12: "ImageData",
-    13: "InfogainLoss", 14: "InnerProduct", 15: "LRN", 29: "MemoryData",
-    16: "MultinomialLogisticLoss", 34: "MVN", 17: "Pooling", 26: "Power", 18: "ReLU",
-    19: "Sigmoid", 27: "SigmoidCrossEntropyLoss", 36: "Silence", 20: "Softmax",
-    21: "SoftmaxWithLoss", 22: "Split", 33: "Slice", 23: "TanH", 24: "WindowData",
-    31: "Threshold",
-}
+# Caffe's UpgradeV1LayerType (upgrade_proto.cpp): V1LayerParameter.LayerType -> V2 type;
+# the one table lives with the prototxt upgrade.
+V1_LAYER_TYPES: Dict[int, str] = {int(k): v for k, v in V1_TYPE_NAMES.items()}
 
 # Caffe's UpgradeV0LayerType followed by UpgradeV1LayerType: V0 type string -> V2 type.
 V0_LAYER_TYPES: Dict[str, str] = {
@@ -272,14 +264,15 @@ def read_caffemodel(path: PathLike, *, with_diff: bool = False) -> CaffeModel:
 
     ``with_diff=True`` also reads each blob's ``diff`` (Caffe writes none by default).
     A file cut exactly between two top-level fields is still a valid (shorter)
-    protobuf message and cannot be told from a complete one; every other cut or
-    corruption of the structure raises :class:`WeightsFormatError`.
+    protobuf message and cannot be told from a complete one (an empty file is an empty
+    net, as in Caffe); every other cut or corruption of the structure raises
+    :class:`WeightsFormatError`.
     """
     path = os.fspath(path)
     with open_buffer(path) as (buf, raw):
-        if not len(buf):
-            raise WeightsFormatError(path, 0, "a NetParameter message (the file is empty)")
-        if buf[:8] == _HDF5_SIGNATURE:
+        # An empty file is an empty NetParameter, which Caffe's ReadProtoFromBinaryFile
+        # accepts: a net without learnable layers saved by Net::ToProto, say.
+        if len(buf) and buf[:8] == _HDF5_SIGNATURE:
             raise WeightsFormatError(path, 0, "a binary NetParameter (this is an HDF5 file: "
                                               "use hdf5_weights.read_hdf5_weights)")
         walker = _LayerWalk(buf, raw, path, with_diff)

@@ -357,7 +357,7 @@ def upgrade_net_data_transformation(net_param: caffe_pb2.NetParameter) -> None:
 # V1 -> V2
 # ---------------------------------------------------------------------------
 
-_V1_TYPE_NAMES = {
+V1_TYPE_NAMES = {
     V1.NONE: "", V1.ABSVAL: "AbsVal", V1.ACCURACY: "Accuracy", V1.ARGMAX: "ArgMax",
     V1.BNLL: "BNLL", V1.CONCAT: "Concat", V1.CONTRASTIVE_LOSS: "ContrastiveLoss",
     V1.CONVOLUTION: "Convolution", V1.DECONVOLUTION: "Deconvolution", V1.DATA: "Data",
@@ -392,7 +392,7 @@ _V1_COPIED_PARAMS = (
 def v1_layer_type_name(v1_type: int, origin: Any = None) -> str:
     """V1 enum -> V2 type string (UpgradeV1LayerType): ``SOFTMAX_LOSS`` -> ``"SoftmaxWithLoss"``."""
     try:
-        return _V1_TYPE_NAMES[v1_type]
+        return V1_TYPE_NAMES[v1_type]
     except KeyError:
         raise NetUpgradeError(f"unknown V1LayerParameter layer type {v1_type}", origin) from None
 

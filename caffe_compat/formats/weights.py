@@ -22,7 +22,6 @@ def read_weights(path: str) -> list:
         return list(read_hdf5_weights(path))
     from caffe_compat.formats.caffemodel import read_caffemodel
     model = read_caffemodel(path)
-    layers = getattr(model, "layers", model)
-    if not layers:
-        raise WeightsFormatError(path, None, "at least one layer with weights (found none)")
-    return list(layers)
+    # No layers is a valid (empty) NetParameter, as Caffe reads it; CaffeNet warns when
+    # a net with learnable layers gets nothing from a file.
+    return list(getattr(model, "layers", model))
