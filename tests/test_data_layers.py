@@ -188,6 +188,22 @@ def test_leveldb_source(tmp_path):
     np.testing.assert_array_equal(other.next_batch()[1], [0, 1])
 
 
+def test_missing_database_is_reported_and_nothing_is_created(tmp_path, monkeypatch):
+    """Building a net never creates files: LevelDB would make the missing directory."""
+    pytest.importorskip("plyvel")
+    monkeypatch.chdir(tmp_path)
+    for backend in ("LEVELDB", "LMDB"):
+        with pytest.raises(LayerError, match="does not exist"):
+            build(f'name: "d" type: "Data" top: "data" data_param {{ source: "no_db" '
+                  f'backend: {backend} batch_size: 1 }}')
+    (tmp_path / "not_a_db").mkdir()
+    with pytest.raises(LayerError, match="not a LevelDB database"):
+        build('name: "d" type: "Data" top: "data" data_param { source: "not_a_db" '
+              'backend: LEVELDB batch_size: 1 }')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_db"]
+    assert not any((tmp_path / "not_a_db").iterdir())
+
+
 # ---- prefetching ------------------------------------------------------------------------------
 def test_prefetcher_keeps_order_bounds_queue_and_stops():
     made = []

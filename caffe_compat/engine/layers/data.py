@@ -203,6 +203,12 @@ def _open_leveldb(path: str, error: ErrorFactory):
         raise error("LevelDB sources need the 'plyvel' package (pip install plyvel); or "
                     "convert the database to LMDB (read it with plyvel elsewhere and write "
                     "each key/value with the 'lmdb' package) and set backend: LMDB") from None
+    # LevelDB creates the directory (and LOCK/LOG files) before it finds there is no
+    # database: check first, so that building a net never leaves files behind.
+    if not os.path.exists(path):
+        raise error(f"LevelDB source {path!r} does not exist")
+    if not os.path.isfile(os.path.join(path, "CURRENT")):
+        raise error(f"LevelDB source {path!r} is not a LevelDB database (no CURRENT file)")
     try:
         return plyvel.DB(path, create_if_missing=False)
     except plyvel.Error as exc:
