@@ -130,7 +130,10 @@ def read_hdf5_weights(path: PathLike, *, with_diff: bool = False) -> List[LayerW
                     found = diffs.get(layer.name, [])
                     layer.diffs = found + [None] * (len(layer.blobs) - len(found))
             return layers
-    except (OSError, KeyError, ValueError) as exc:
+    # h5py reports a corrupt file as any of these (RuntimeError from the HDF5 C library,
+    # TypeError when a dataset turned into a group): all mean "not readable".
+    except (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError,
+            AttributeError) as exc:
         if isinstance(exc, WeightsFormatError):
             raise
         raise WeightsFormatError(path, None, f"a readable HDF5 weights file ({exc})") from None

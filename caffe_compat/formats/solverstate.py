@@ -108,7 +108,10 @@ def _read_hdf5(path: str) -> SolverState:
             return SolverState(iter=int(np.asarray(f["iter"][()]).reshape(-1)[0]),
                                learned_net=str(learned), history=history,
                                current_step=current_step)
-    except (OSError, KeyError, ValueError, IndexError) as exc:
+    # h5py reports a corrupt file as any of these (RuntimeError from the HDF5 C library,
+    # TypeError when a dataset turned into a group): all mean "not readable".
+    except (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError,
+            AttributeError) as exc:
         if isinstance(exc, WeightsFormatError):
             raise
         raise WeightsFormatError(path, None, f"a readable HDF5 solver state ({exc})") from None

@@ -24,20 +24,17 @@ window files, HDF5 source lists) or the database and record key.
 from __future__ import annotations
 
 import functools
-import os
-import threading
 import warnings
-import weakref
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from caffe_compat.engine.data_transformer import DataTransformer, TransformError
 from caffe_compat.engine.layer import Layer, Shape, register_layer
+from caffe_compat.engine.layers.data_records import (ErrorFactory, LoopingCursor, SharedDB,
+                                                     parse_datum, show_key)
 from caffe_compat.engine.prefetch import Prefetcher
 from caffe_compat.errors import LayerError
-
-ErrorFactory = Callable[[str], LayerError]
 
 
 def _seeded_rng() -> np.random.RandomState:
@@ -152,124 +149,10 @@ class PrefetchingDataLayer(HostDataLayer):
             prefetcher.stop()
 
 
-# ---- key-value databases (Caffe's db::DB: LMDB and LevelDB) ---------------------------
-class _SharedDB:
-    """One open database per path and process (neither LMDB nor LevelDB lets a process
-    open the same database twice); closed when no layer uses it any more."""
-
-    _open: "weakref.WeakValueDictionary[tuple, _SharedDB]" = weakref.WeakValueDictionary()
-    _lock = threading.Lock()
-
-    def __init__(self, backend: str, path: str, handle, closer: Callable[[], None]):
-        self.backend, self.path, self.handle = backend, path, handle
-        weakref.finalize(self, closer)
-
-    @classmethod
-    def get(cls, backend: str, path: str, error: ErrorFactory) -> "_SharedDB":
-        key = (backend, os.path.realpath(path))
-        with cls._lock:
-            db = cls._open.get(key)
-            if db is None:
-                opener = _open_lmdb if backend == "LMDB" else _open_leveldb
-                handle = opener(path, error)
-                db = cls(backend, path, handle, handle.close)
-                cls._open[key] = db
-            return db
-
-
-def _open_lmdb(path: str, error: ErrorFactory):
-    import lmdb
-    if not os.path.isdir(path):
-        hint = (" (it looks like a LevelDB directory: set data_param.backend: LEVELDB)"
-                if os.path.isfile(os.path.join(path, "CURRENT")) else "")
-        raise error(f"LMDB source {path!r} is not a directory{hint}" if os.path.exists(path)
-                    else f"LMDB source {path!r} does not exist")
-    try:
-        return lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True,
-                         max_readers=126)
-    except lmdb.Error as exc:
-        hint = (" (it looks like a LevelDB directory: set data_param.backend: LEVELDB)"
-                if os.path.isfile(os.path.join(path, "CURRENT")) else "")
-        raise error(f"cannot open LMDB {path!r}: {exc}{hint}") from None
-
-
-def _open_leveldb(path: str, error: ErrorFactory):
-    if os.path.isfile(os.path.join(path, "data.mdb")):
-        raise error(f"source {path!r} is an LMDB database but data_param.backend is LEVELDB "
-                    "(Caffe's default): add 'backend: LMDB' to data_param")
-    try:
-        import plyvel
-    except ImportError:
-        raise error("LevelDB sources need the 'plyvel' package (pip install plyvel); or "
-                    "convert the database to LMDB (read it with plyvel elsewhere and write "
-                    "each key/value with the 'lmdb' package) and set backend: LMDB") from None
-    # LevelDB creates the directory (and LOCK/LOG files) before it finds there is no
-    # database: check first, so that building a net never leaves files behind.
-    if not os.path.exists(path):
-        raise error(f"LevelDB source {path!r} does not exist")
-    if not os.path.isfile(os.path.join(path, "CURRENT")):
-        raise error(f"LevelDB source {path!r} is not a LevelDB database (no CURRENT file)")
-    try:
-        return plyvel.DB(path, create_if_missing=False)
-    except plyvel.Error as exc:
-        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
-            exc.args[0], bytes) else str(exc)
-        raise error(f"cannot open LevelDB {path!r}: {detail}") from None
-
-
-class _LoopingCursor:
-    """Records in key order, starting again at the first after the last (Caffe's
-    DataLayer::Next: 'Restarting data prefetching from start')."""
-
-    def __init__(self, db: _SharedDB, error: ErrorFactory):
-        self.db = db  # keeps the database open
-        self.error = error
-        if db.backend == "LMDB":
-            self._txn = db.handle.begin(buffers=False)
-            self._it = self._txn.cursor()
-        else:
-            self._it = db.handle.raw_iterator()
-        if not self._first():
-            raise error(f"{db.backend} {db.path!r} holds no records")
-
-    def _first(self) -> bool:
-        if self.db.backend == "LMDB":
-            return self._it.first()
-        self._it.seek_to_first()
-        return self._it.valid()
-
-    def current(self) -> tuple[bytes, bytes]:
-        return bytes(self._it.key()), bytes(self._it.value())
-
-    def advance(self) -> None:
-        if self.db.backend == "LMDB":
-            moved = self._it.next()
-        else:
-            self._it.next()
-            moved = self._it.valid()
-        if not moved:
-            self._first()
-
-
-def _parse_datum(key: bytes, value: bytes, where: str, error: ErrorFactory):
-    from google.protobuf.message import DecodeError
-    from caffe_compat.proto import caffe_pb2
-    datum = caffe_pb2.Datum()
-    try:
-        datum.ParseFromString(value)
-    except DecodeError as exc:
-        raise error(f"{where}: record {_show_key(key)} is not a Datum ({exc})") from None
-    return datum
-
-
-def _show_key(key: bytes) -> str:
-    return repr(key.decode("utf-8", "replace"))
-
-
 class _DatumBatchLoader:
     """Caffe's DataLayer::load_batch: batch_size Datums in key order, transformed."""
 
-    def __init__(self, cursor: _LoopingCursor, transformer: DataTransformer, batch_size: int,
+    def __init__(self, cursor: LoopingCursor, transformer: DataTransformer, batch_size: int,
                  labels: bool, where: str, error: ErrorFactory):
         self.cursor, self.transformer = cursor, transformer
         self.batch_size, self.labels, self.where, self.error = batch_size, labels, where, error
@@ -277,11 +160,11 @@ class _DatumBatchLoader:
     def read(self):
         """The current record as (key, C x H x W array, label)."""
         key, value = self.cursor.current()
-        datum = _parse_datum(key, value, self.where, self.error)
+        datum = parse_datum(key, value, self.where, self.error)
         try:
             pixels = self.transformer.datum_array(datum)
         except TransformError as exc:
-            raise self.error(f"{self.where}: record {_show_key(key)}: {exc}") from None
+            raise self.error(f"{self.where}: record {show_key(key)}: {exc}") from None
         return key, pixels, datum.label
 
     def load_batch(self) -> list[np.ndarray]:
@@ -295,9 +178,9 @@ class _DatumBatchLoader:
                     labels = np.empty((self.batch_size,), dtype=np.float32)
                 out = self.transformer.transform_array(pixels)
             except TransformError as exc:
-                raise self.error(f"{self.where}: record {_show_key(key)}: {exc}") from None
+                raise self.error(f"{self.where}: record {show_key(key)}: {exc}") from None
             if out.shape != data.shape[1:]:
-                raise self.error(f"{self.where}: record {_show_key(key)} gives shape {out.shape} "
+                raise self.error(f"{self.where}: record {show_key(key)} gives shape {out.shape} "
                                  f"but the batch's first record gives {data.shape[1:]} "
                                  "(records of one batch must have equal sizes)")
             data[item] = out
@@ -327,7 +210,7 @@ class DataLayer(PrefetchingDataLayer):
             raise self.error("data_param.batch_size must be positive")
         backend = "LMDB" if dp.backend == caffe_pb2.DataParameter.LMDB else "LEVELDB"
         error = self.error_factory()
-        cursor = _LoopingCursor(_SharedDB.get(backend, dp.source, error), error)
+        cursor = LoopingCursor(SharedDB.get(backend, dp.source, error), error)
         if dp.rand_skip:
             for _ in range(_caffe_rng_rand() % dp.rand_skip):
                 cursor.advance()
