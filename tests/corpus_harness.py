@@ -279,6 +279,8 @@ def opencv_deviations(node, shapes: dict) -> Optional[str]:
             return "depthwise convolution of a 1-pixel-wide input (OpenCV reads outside it)"
     if node.type == "LRN" and p.lrn_param.norm_region == 0 and p.lrn_param.k != 1.0:
         return "LRN k != 1 (OpenCV uses 1)"
+    if node.type == "MVN" and p.mvn_param.normalize_variance and p.mvn_param.eps >= 1e-6:
+        return "MVN eps (OpenCV adds it under the square root, Caffe after it)"
     if node.type == "Axpy":
         return "Axpy (OpenCV's Scale+Eltwise rewrite is not a * x + y)"
     if node.type == "PriorBox":
@@ -335,7 +337,9 @@ def comparison_targets(graph, block):
         while node is not None and node.type in ("Flatten", "Reshape") and len(node.bottoms) == 1:
             node = producer.get(unsplit(node.bottoms[0]))
         if node is not None and node.type in ("Softmax", "Sigmoid") and node.bottoms:
-            return unsplit(node.bottoms[0])
+            source = unsplit(node.bottoms[0])
+            if producer.get(source) is not None and producer[source].type != "Input":
+                return source
         return blob
 
     def unsplit(blob: str) -> str:
@@ -358,6 +362,7 @@ def comparison_targets(graph, block):
         elif not len(node.param.top) and node.bottoms:    # a top-less loss: its prediction
             wanted.append(unsaturated(node.bottoms[0]))
     notes, targets, seen = [], [], set()
+    names = [node.name for node in graph.layers]
     for blob in wanted:
         if blob in seen or blob not in producer or producer[blob].type in ("Input", "Split"):
             continue
@@ -367,6 +372,10 @@ def comparison_targets(graph, block):
                          "(OpenCV deviates there)")
             continue
         node = producer[blob]
+        if names.count(node.name) > 1:
+            notes.append(f"{blob}: not compared, {names.count(node.name)} layers are named "
+                         f"'{node.name}' and OpenCV addresses only one of them by name")
+            continue
         rows_before = upstream_rows.get(blob, set()) - {node.name}
         kind = "rows" if node.type in ROW_LAYERS else "blob"
         targets.append(Target(blob, node.name, node.tops.index(blob), kind, order[blob], node.name,

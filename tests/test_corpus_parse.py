@@ -100,9 +100,6 @@ def test_local_legacy_copies_upgrade_to_current(legacy, current):
 #: value belongs to no schema caffe-compat can honour, and what it names is refused
 #: with a clear error when the net is built.
 EXPECTED_WARNINGS = {
-    'unknown value MULTI_STAGE_MEANFIELD of field "type" in caffe.V1LayerParameter':
-        "CRF-RNN's V1 enum value (its own Caffe defines no number for it); the layer is "
-        "built as type '' and refused by name",
     'unknown field "stepearly" in caffe.SolverParameter':
         "lenet_stepearly_solver.prototxt of BVLC's V1-era tree: no Caffe schema ever had "
         "this field (BVLC removed the 'bogus stepearly' example in d3025f5f); real Caffe "

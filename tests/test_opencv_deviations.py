@@ -84,6 +84,21 @@ def test_axpy_is_rewritten_wrongly_by_opencv(tmp_path):
     assert deviation_of(net, "axpy")
 
 
+def test_mvn_eps_goes_inside_the_sqrt_in_opencv(tmp_path):
+    """mvn_layer.cpp: (x - mean) / (sqrt(var) + eps); OpenCV divides by sqrt(var + eps)."""
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 3, 5, 7)).astype(f32)
+    text = inputs(x=x.shape) + ('layer { name: "mvn" type: "MVN" bottom: "x" top: "z" '
+                                'mvn_param { eps: 0.1 across_channels: false } }\n')
+    ours, theirs, net = run_both(tmp_path, text, {"x": x}, "z")
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(axis=(2, 3), keepdims=True)
+    var = (centred ** 2).mean(axis=(2, 3), keepdims=True)
+    assert np.abs(ours - centred / (np.sqrt(var) + 0.1)).max() < 1e-5
+    assert np.abs(theirs - centred / np.sqrt(var + 0.1)).max() < 1e-5
+    assert np.abs(theirs - ours).max() > 1e-2
+    assert deviation_of(net, "mvn")
+
+
 def test_depthwise_convolution_of_a_one_pixel_input(tmp_path):
     """MobileNetv2-SSDLite's last head sees a 1x1 map: a 3x3 pad-1 depthwise convolution
     is then the centre tap times the input; OpenCV returns other numbers there."""

@@ -375,6 +375,7 @@ V1_TYPE_NAMES = {
     # FCN's Caffe (longjon/caffe future, torrvision/caffe for CRF-RNN): a Crop that
     # finds its own offsets; formats/legacy_crop.py gives the V2 layer those offsets.
     V1.CROP: "Crop",
+    V1.MULTI_STAGE_MEANFIELD: "MultiStageMeanfield",   # CRF-RNN; refused by name when built
 }
 
 # The sub-messages UpgradeV1LayerParameter copies unchanged (same name in both).
