@@ -581,15 +581,36 @@ def corpus_prototxts():
     return sorted(glob.glob(os.path.join(CORPUS_DIR, "**", "*.prototxt"), recursive=True))
 
 
+def solver_states(net_path):
+    """(phase, stages) as the solvers beside a net build it (their train_state and
+    test_state): the LRCN nets include no LSTM stack without their stages. A net no
+    solver names is built without stages."""
+    from caffe_compat.formats.solver_files import read_solver
+    states = []
+    folder = os.path.dirname(net_path)
+    for name in sorted(os.listdir(folder)):
+        if "solver" not in name:
+            continue
+        solver = read_solver(os.path.join(folder, name))
+        nets = {os.path.basename(n) for n in [solver.net, solver.train_net, *solver.test_net] if n}
+        if os.path.basename(net_path) not in nets:
+            continue
+        states.append((caffe.TRAIN, tuple(solver.train_state.stage)))
+        states += [(caffe.TEST, tuple(t.stage)) for t in solver.test_state]
+    return sorted(set(states)) or [(caffe.TRAIN, ()), (caffe.TEST, ())]
+
+
+
 @pytest.mark.skipif(not corpus_prototxts(), reason="../shared/corpus/bvlc_caffe_pr2033_recurrent absent")
 @pytest.mark.parametrize("path", corpus_prototxts() or [None])
 def test_pr2033_prototxts_build(path):
     if "solver" in os.path.basename(path):
         pytest.skip("a solver definition")
     from caffe_compat.engine.graph import SOURCE_TYPES
-    for phase in (caffe.TRAIN, caffe.TEST):
+    states = solver_states(path)
+    for phase, stages in states:
         try:
-            net = CaffeNet.from_prototxt(path, phase)
+            net = CaffeNet.from_prototxt(path, phase, stages=stages)
         except LayerError as exc:
             if exc.layer_type in SOURCE_TYPES - {"Input"}:
                 continue      # its data files are not part of the corpus

@@ -260,6 +260,19 @@ class CaffeNet(mx.gluon.HybridBlock):
                             f"got {len(inputs)}")
         values = dict(zip(self.input_names, inputs))
         start, end = self._range
+        self.run_layers(F, values, start, end, inputs[0])
+        out = [values[o] for o in self.output_names]
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def run_layers(self, F, values: dict, start: int, end: int, any_input,
+                   on_top=None, blocked=None) -> None:
+        """Run layers ``start..end`` (inclusive) over the blob-name -> value map.
+
+        ``on_top(i, name, value)`` may replace a top's value as it is produced (pycaffe's
+        fast path adds its gradient taps there); ``blocked(i)`` names the bottom indices
+        of layer i that must pass no gradient (Caffe's bottom_need_backward false).
+        ``any_input`` is an array of the trace, for layers without bottoms.
+        """
         fused_away = set(self._fused.values())
         for i in range(start, end + 1):
             node, layer = self.graph.layers[i], self.caffe_layers[i]
@@ -274,20 +287,19 @@ class CaffeNet(mx.gluon.HybridBlock):
                 continue
             if is_source_layer(layer) or not node.tops:
                 continue
+            bottoms = [values[b] for b in node.bottoms]
+            for j in (blocked(i) if blocked is not None else ()):
+                bottoms[j] = F.BlockGrad(bottoms[j])
             if layer.passes_bottom_through():
                 # Split / Dropout at TEST: the tops are the bottom (no copy); autograd
                 # sums the consumers' gradients exactly as SplitLayer::Backward does.
-                for name in node.tops:
-                    values[name] = values[node.bottoms[0]]
-                continue
-            # A layer without bottoms (Parameter) still needs an array of the trace to
-            # know whether it runs imperatively or symbolically; it ignores the value.
-            args = [values[b] for b in node.bottoms] or list(inputs[:1])
-            tops = _as_list(layer(*args))
+                tops = [bottoms[0]] * len(node.tops)
+            else:
+                # A layer without bottoms (Parameter) still needs an array of the trace
+                # to know whether it runs imperatively or symbolically; it ignores it.
+                tops = _as_list(layer(*(bottoms or [any_input])))
             for name, value in zip(node.tops, tops):
-                values[name] = value
-        out = [values[o] for o in self.output_names]
-        return out[0] if len(out) == 1 else tuple(out)
+                values[name] = on_top(i, name, value) if on_top is not None else value
 
     # ---- weights -------------------------------------------------------------------
     def layers_by_name(self) -> dict[str, Layer]:
