@@ -807,7 +807,8 @@ def test_builders_cover_every_model_and_match_the_deploy_nets():
         deploy = nets.read_net_param(os.path.join(ZOO_PROTOTXT, name, "deploy.prototxt"))
         for split in model.splits:
             train = nets.build(name, split)
-            kept = [l for l in train.layer if l.type not in ("Python", "SoftmaxWithLoss")]
+            # the deploy nets leave out Dropout (identity at TEST), as upstream's deploy does
+            kept = [l for l in train.layer if l.type not in ("Python", "SoftmaxWithLoss", "Dropout")]
             dep = [l for l in deploy.layer if l.type != "Input"]
             assert [(l.name, l.type, list(l.bottom), list(l.top)) for l in kept] == \
                 [(l.name, l.type, list(l.bottom), list(l.top)) for l in dep], name
@@ -817,6 +818,27 @@ def test_builders_cover_every_model_and_match_the_deploy_nets():
             assert len(losses) == len(model.scores)
             assert all(l.loss_param.ignore_label == 255 and not l.loss_param.normalize
                        for l in losses)
+
+
+@pytest.mark.skipif(not os.path.isdir(CORPUS_FCN), reason="../shared/corpus/fcn absent")
+@pytest.mark.parametrize("name", sorted(nets.MODELS))
+def test_recipe_nets_equal_upstreams_prototxts_field_for_field(name):
+    """An independent reference: fcn.berkeleyvision.org's own trainval/test prototxts.
+    The Python data layers' param_str (dataset paths) is the only field not compared."""
+    model = nets.MODELS[name]
+    folder = os.path.join(CORPUS_FCN, name)
+    for split, file in zip(model.splits, model.files):
+        upstream_path = os.path.join(folder, file)
+        if not os.path.isfile(upstream_path):
+            continue
+        ours, theirs = nets.build(name, split), nets.read_net_param(upstream_path)
+        for net in (ours, theirs):
+            for layer in net.layer:
+                if layer.type == "Python":
+                    layer.python_param.ClearField("param_str")
+        assert [l.name for l in ours.layer] == [l.name for l in theirs.layer], (name, file)
+        for a, b in zip(ours.layer, theirs.layer):
+            assert a == b, f"{name}/{file}: layer {a.name} differs:\nours:\n{a}\nupstream:\n{b}"
 
 
 def test_make_net_writes_the_pair(tmp_path):

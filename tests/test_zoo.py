@@ -423,7 +423,7 @@ def learnable(blobs: dict) -> int:
 # name -> (layers after upgrade incl. Input, learnable parameters, {output blob: shape}).
 # Published counts: AlexNet/CaffeNet 60,965,224; GoogLeNet 6,998,552; VGG-16 138,357,544;
 # VGG-19 143,667,240; SqueezeNet 1,248,424 / 1,235,496; ResNet-50/101/152 25,557,032 /
-# 44,549,160 / 60,192,808 plus the 64 biases of MSRA's conv1. FCN counts follow from
+# 44,549,160 / 60,192,808 (plus, for ResNet-50 only, the 64 biases its MSRA conv1 has). FCN counts follow from
 # VGG-16 with fc6/fc7 as convolutions plus the score and fixed upsampling layers.
 ARCHITECTURE = {
     "bvlc_alexnet": (24, 60965224, {"prob": (10, 1000)}),
@@ -434,25 +434,25 @@ ARCHITECTURE = {
     "vgg16": (40, 138357544, {"prob": (10, 1000)}),
     "vgg19": (46, 143667240, {"prob": (10, 1000)}),
     "resnet50": (229, 25557032 + 64, {"prob": (1, 1000)}),
-    "resnet101": (450, 44549160 + 64, {"prob": (1, 1000)}),
-    "resnet152": (671, 60192808 + 64, {"prob": (1, 1000)}),
+    "resnet101": (450, 44549160, {"prob": (1, 1000)}),     # conv1 without bias upstream
+    "resnet152": (671, 60192808, {"prob": (1, 1000)}),
     "squeezenet_v1.0": (67, 1248424, {"prob": (10, 1000, 1, 1)}),
     "squeezenet_v1.1": (67, 1235496, {"prob": (10, 1000, 1, 1)}),
-    "voc-fcn32s": (41, 136152917, {"score": (1, 21, 500, 500)}),
-    "voc-fcn16s": (45, 134815994, {"score": (1, 21, 500, 500)}),
-    "voc-fcn8s": (49, 134489759, {"score": (1, 21, 500, 500)}),
-    "voc-fcn8s-atonce": (51, 134490527, {"score": (1, 21, 500, 500)}),
-    "voc-fcn-alexnet": (25, 58704590, {"score": (1, 21, 500, 500)}),
-    "pascalcontext-fcn32s": (41, None, {"score": (1, 60, 500, 500)}),
-    "pascalcontext-fcn16s": (45, None, {"score": (1, 60, 500, 500)}),
-    "pascalcontext-fcn8s": (49, 135589364, {"score": (1, 60, 500, 500)}),
-    "nyud-fcn32s-color": (41, 140978024, {"score": (1, 40, 500, 500)}),
-    "nyud-fcn32s-hha": (41, 140978024, {"score": (1, 40, 500, 500)}),
-    "nyud-fcn32s-color-d": (43, 140978600, {"score": (1, 40, 500, 500)}),
-    "nyud-fcn32s-color-hha": (81, 275402448, {"score": (1, 40, 500, 500)}),
-    "siftflow-fcn32s": (44, 138905444, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
-    "siftflow-fcn16s": (52, 135568424, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
-    "siftflow-fcn8s": (60, 134751980, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
+    "voc-fcn32s": (39, 136152917, {"score": (1, 21, 500, 500)}),
+    "voc-fcn16s": (43, 134815994, {"score": (1, 21, 500, 500)}),
+    "voc-fcn8s": (47, 134489759, {"score": (1, 21, 500, 500)}),
+    "voc-fcn8s-atonce": (49, 134490527, {"score": (1, 21, 500, 500)}),
+    "voc-fcn-alexnet": (23, 58704590, {"score": (1, 21, 500, 500)}),
+    "pascalcontext-fcn32s": (39, None, {"score": (1, 60, 500, 500)}),
+    "pascalcontext-fcn16s": (43, None, {"score": (1, 60, 500, 500)}),
+    "pascalcontext-fcn8s": (47, 135589364, {"score": (1, 60, 500, 500)}),
+    "nyud-fcn32s-color": (39, 140978024, {"score": (1, 40, 500, 500)}),
+    "nyud-fcn32s-hha": (39, 140978024, {"score": (1, 40, 500, 500)}),
+    "nyud-fcn32s-color-d": (41, 140978600, {"score": (1, 40, 500, 500)}),
+    "nyud-fcn32s-color-hha": (77, 275402448, {"score": (1, 40, 500, 500)}),
+    "siftflow-fcn32s": (42, 138905444, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
+    "siftflow-fcn16s": (50, 135568424, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
+    "siftflow-fcn8s": (58, 134751980, {"score_sem": (1, 33, 500, 500), "score_geo": (1, 3, 500, 500)}),
 }
 
 
@@ -519,12 +519,25 @@ def test_googlenet_and_resnet_blob_shapes(home):
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 # upstream file names of the deploy nets (models/*/deploy.prototxt are found by folder)
-UPSTREAM_NAMES = {"vgg16": ["VGG_ILSVRC_16_layers_deploy.prototxt"],
+# (VGG-16: the model-zoo gist's deploy as tuzand/logoretrieval keeps it, with a MemoryData input;
+# fzliu/style-transfer's copy is cut at pool5 and uses AVE pooling)
+UPSTREAM_NAMES = {"vgg16": ["tuzand__logoretrieval/models/vgg_16/VGG_ILSVRC_16_layers_deploy.prototxt"],
                   "vgg19": ["VGG_ILSVRC_19_layers_deploy.prototxt"],
                   "resnet50": ["ResNet-50-deploy.prototxt"],
                   "resnet101": ["ResNet-101-deploy.prototxt"],
                   "resnet152": ["ResNet-152-deploy.prototxt"]}
-SKIPPED_TYPES = {"Input", "Python", "Data", "SoftmaxWithLoss", "Accuracy", "Silence"}
+SKIPPED_TYPES = {"Input", "MemoryData", "Python", "Data", "SoftmaxWithLoss", "Accuracy", "Silence"}
+
+
+def _fc1000_to_fc8(layer) -> None:
+    """tuzand's VGG-16 copy renames fc8's top "fc1000"; the model-zoo gist (and its VGG-19
+    twin) call it "fc8"."""
+    layer.top[:] = ["fc8" if t == "fc1000" else t for t in layer.top]
+    layer.bottom[:] = ["fc8" if b == "fc1000" else b for b in layer.bottom]
+
+
+#: Local edits of the corpus copies, undone before comparing (each says which and why).
+COPY_EDITS = {"vgg16": [_fc1000_to_fc8]}
 
 
 def _upstream_files() -> dict:
@@ -532,7 +545,9 @@ def _upstream_files() -> dict:
     if not SHARED_CORPUS.is_dir():
         return found
     for name in ARCHITECTURE:
-        candidates = [p for n in UPSTREAM_NAMES.get(name, []) for p in SHARED_CORPUS.rglob(n)]
+        candidates = [p for n in UPSTREAM_NAMES.get(name, [])
+                      for p in ([SHARED_CORPUS / n] if "/" in n else SHARED_CORPUS.rglob(n))
+                      if p.is_file()]
         candidates += [p for p in SHARED_CORPUS.rglob("deploy.prototxt")
                        if p.parent.name in (name, name.replace("_v", "_"), f"SqueezeNet_{name[-4:]}")]
         if candidates:
@@ -547,6 +562,9 @@ def test_generated_net_equals_upstream_field_for_field(name, home):
     ours = [l for l in read_net(str(zoo.get(name).deploy)).param.layer if l.type not in SKIPPED_TYPES]
     theirs = [l for l in read_net(str(_upstream_files()[name])).param.layer
               if l.type not in SKIPPED_TYPES]
+    for layer in theirs:
+        for fix in COPY_EDITS.get(name, ()):
+            fix(layer)
     assert [l.name for l in ours] == [l.name for l in theirs]
     for a, b in zip(ours, theirs):
         assert a == b, f"{name}: layer {a.name} differs:\nours:\n{a}\nupstream:\n{b}"

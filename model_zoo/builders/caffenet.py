@@ -11,13 +11,27 @@ from caffe_compat.net_spec import NetSpec, layers as L
 from .common import LR_PARAMS, finish, input_layer, lrn, max_pool
 
 
-def _trunk(n: NetSpec, pool_first: bool, lr_params: bool) -> None:
+#: finetune_flickr_style's deploy keeps train_val's fillers: gaussian weights (std per
+#: layer) and constant biases (0 or 1), as models/finetune_flickr_style/deploy.prototxt
+FLICKR_FILLERS = {"conv1": (0.01, 0), "conv2": (0.01, 1), "conv3": (0.01, 0), "conv4": (0.01, 1),
+                  "conv5": (0.01, 1), "fc6": (0.005, 1), "fc7": (0.005, 1), "fc8_flickr": (0.01, 0)}
+
+
+def _fillers(name: str, fillers) -> dict:
+    if not fillers:
+        return {}
+    std, bias = fillers[name]
+    return dict(weight_filler=dict(type="gaussian", std=std),
+                bias_filler=dict(type="constant", value=bias))
+
+
+def _trunk(n: NetSpec, pool_first: bool, lr_params: bool, fillers=None) -> None:
     """data -> fc7/drop7 (in place on fc7)."""
     extra = {"param": LR_PARAMS} if lr_params else {}
 
     def conv(name, bottom, num_output, kernel_size, **kw):
         n[name] = L.Convolution(bottom, num_output=num_output, kernel_size=kernel_size,
-                                **extra, **kw)
+                                **extra, **kw, **_fillers(name, fillers))
         return n[name]
 
     def stage(i, bottom, num_output, kernel_size, **kw):
@@ -34,17 +48,17 @@ def _trunk(n: NetSpec, pool_first: bool, lr_params: bool) -> None:
 
     x = stage(1, n.data, 96, 11, stride=4)
     x = stage(2, x, 256, 5, pad=2, group=2)
-    n.conv3 = L.Convolution(x, num_output=384, pad=1, kernel_size=3, **extra)
+    conv("conv3", x, 384, 3, pad=1)
     n.relu3 = L.ReLU(n.conv3, in_place=True)
-    n.conv4 = L.Convolution(n.relu3, num_output=384, pad=1, kernel_size=3, group=2, **extra)
+    conv("conv4", n.relu3, 384, 3, pad=1, group=2)
     n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.conv5 = L.Convolution(n.relu4, num_output=256, pad=1, kernel_size=3, group=2, **extra)
+    conv("conv5", n.relu4, 256, 3, pad=1, group=2)
     n.relu5 = L.ReLU(n.conv5, in_place=True)
     n.pool5 = max_pool(n.relu5, 3, 2)
-    n.fc6 = L.InnerProduct(n.pool5, num_output=4096, **extra)
+    n.fc6 = L.InnerProduct(n.pool5, num_output=4096, **extra, **_fillers("fc6", fillers))
     n.relu6 = L.ReLU(n.fc6, in_place=True)
     n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
-    n.fc7 = L.InnerProduct(n.drop6, num_output=4096, **extra)
+    n.fc7 = L.InnerProduct(n.drop6, num_output=4096, **extra, **_fillers("fc7", fillers))
     n.relu7 = L.ReLU(n.fc7, in_place=True)
     n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
 
@@ -82,9 +96,10 @@ def flickr_style():
     """finetune_flickr_style deploy: CaffeNet with fc8_flickr (20 styles)."""
     n = NetSpec()
     input_layer(n, "data", [10, 3, 227, 227])
-    _trunk(n, pool_first=True, lr_params=True)
+    _trunk(n, pool_first=True, lr_params=True, fillers=FLICKR_FILLERS)
     n.fc8_flickr = L.InnerProduct(n.drop7, num_output=20,
                                   param=[dict(lr_mult=10, decay_mult=1),
-                                         dict(lr_mult=20, decay_mult=0)])
+                                         dict(lr_mult=20, decay_mult=0)],
+                                  **_fillers("fc8_flickr", FLICKR_FILLERS))
     n.prob = L.Softmax(n.fc8_flickr)
     return finish(n, "FlickrStyleCaffeNet")

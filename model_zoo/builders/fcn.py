@@ -5,7 +5,8 @@ fc6/fc7 are convolutions; scores are upsampled by fixed bilinear Deconvolutions 
 fused with pool4/pool3 scores for the 16s/8s nets. Crop offsets are computed from the
 net's coordinate maps (caffe_compat.coord_map.crop), as the upstream net.py files do.
 The upstream data layers (Python) are replaced by Input layers of 1x3x500x500 (the
-shape of voc-fcn8s/deploy.prototxt) and the losses are dropped.
+shape of voc-fcn8s/deploy.prototxt), the losses are dropped, and so are the Dropout
+layers (identities at TEST), as upstream's voc-fcn8s/deploy.prototxt has none.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def fcn_vgg(name: str, classes: int, stride: int, scale_skips: bool = False):
     """voc-/pascalcontext- FCN-32s/16s/8s on a BGR ``data`` input."""
     n = NetSpec()
     data = _input(n, "data")
-    _head(n, data, vgg16_trunk(n, data), classes, stride, scale_skips=scale_skips)
+    _head(n, data, vgg16_trunk(n, data, dropout=False), classes, stride, scale_skips=scale_skips)
     return finish(n, name)
 
 
@@ -57,11 +58,9 @@ def fcn_alexnet():
     n.pool5 = max_pool(conv_relu(5, x, 3, 256, pad=1, group=2), 3, 2)
     n.fc6 = L.Convolution(n.pool5, kernel_size=6, stride=1, num_output=4096, pad=0, group=1)
     n.relu6 = L.ReLU(n.fc6, in_place=True)
-    n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
-    n.fc7 = L.Convolution(n.drop6, kernel_size=1, stride=1, num_output=4096, pad=0, group=1)
+    n.fc7 = L.Convolution(n.relu6, kernel_size=1, stride=1, num_output=4096, pad=0, group=1)
     n.relu7 = L.ReLU(n.fc7, in_place=True)
-    n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
-    n.score_fr = _score(n.drop7, 21)
+    n.score_fr = _score(n.relu7, 21)
     n.upscore = _upscore(n.score_fr, 21, 63, 32)
     n.score = crop(n.upscore, data)
     return finish(n, "voc-fcn-alexnet")
@@ -71,9 +70,9 @@ def siftflow(stride: int):
     """siftflow-fcn{32,16,8}s: one trunk, a semantic (33) and a geometric (3) head."""
     n = NetSpec()
     data = _input(n, "data")
-    drop7 = vgg16_trunk(n, data)
-    _head(n, data, drop7, 33, stride, s="_sem")
-    _head(n, data, drop7, 3, stride, s="_geo")
+    relu7 = vgg16_trunk(n, data, dropout=False)
+    _head(n, data, relu7, 33, stride, s="_sem")
+    _head(n, data, relu7, 3, stride, s="_geo")
     return finish(n, f"siftflow-fcn{stride}s")
 
 
@@ -82,19 +81,17 @@ def nyud(modality: str):
     n = NetSpec()
     if modality in ("color", "hha"):
         data = _input(n, "data")
-        _head(n, data, vgg16_trunk(n, data), 40, 32)
+        _head(n, data, vgg16_trunk(n, data, dropout=False), 40, 32)
     elif modality == "color-d":                       # early fusion: a 4-channel trunk
         color = _input(n, "color", name="color")
         depth = _input(n, "depth", channels=1, name="depth")
         n.data = L.Concat(color, depth)
-        _head(n, n.data, vgg16_trunk(n, n.data, first_conv="conv1_1_bgrd"), 40, 32)
+        _head(n, n.data, vgg16_trunk(n, n.data, first_conv="conv1_1_bgrd", dropout=False), 40, 32)
     elif modality == "color-hha":                     # late fusion of two full streams
         color = _input(n, "color", name="color")
         hha = _input(n, "hha", name="hha")
-        vgg16_trunk(n, color, s="color")
-        n.score_frcolor = _score(n.drop7color, 40)
-        vgg16_trunk(n, hha, s="hha")
-        n.score_frhha = _score(n.drop7hha, 40)
+        n.score_frcolor = _score(vgg16_trunk(n, color, s="color", dropout=False), 40)
+        n.score_frhha = _score(vgg16_trunk(n, hha, s="hha", dropout=False), 40)
         n.score_fused = L.Eltwise(n.score_frcolor, n.score_frhha, operation=P.Eltwise.SUM,
                                   coeff=[0.5, 0.5])
         n.upscore = _upscore(n.score_fused, 40, 64, 32)

@@ -21,7 +21,7 @@ BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 def _conv_bn(n: NetSpec, conv: str, bn: str, scale: str, bottom, num_output: int,
              kernel_size: int, pad: int = 0, stride: int = 1, bias: bool = False):
-    """Convolution (bias only for conv1, as in the MSRA files) + BatchNorm + Scale, in place."""
+    """Convolution (a bias only where the MSRA files have one) + BatchNorm + Scale, in place."""
     extra = {} if bias else {"bias_term": False}
     n[conv] = L.Convolution(bottom, num_output=num_output, kernel_size=kernel_size, pad=pad,
                             stride=stride, **extra)
@@ -60,8 +60,9 @@ def _bottleneck(n: NetSpec, name: str, bottom, width: int, stride: int, project:
 def resnet(depth: int):
     n = NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 3, 224, 224]))   # replaced by the legacy header below
+    # conv1 has a bias in MSRA's ResNet-50 file only; ResNet-101/152 say bias_term: false
     x = _conv_bn(n, "conv1", "bn_conv1", "scale_conv1", n.data, 64, 7, pad=3, stride=2,
-                 bias=True)
+                 bias=(depth == 50))
     n.conv1_relu = L.ReLU(x, in_place=True)
     n.pool1 = max_pool(n.conv1_relu, 3, 2)
     x = n.pool1

@@ -49,7 +49,9 @@ def squeezenet(version: str):
             n[f"pool{i}"] = max_pool(x, 3, 2)
             x = n[f"pool{i}"]
     n.drop9 = L.Dropout(x, dropout_ratio=0.5, in_place=True)
-    n.conv10 = L.Convolution(n.drop9, num_output=1000, kernel_size=1)
+    # v1.0's file pads its 1x1 conv10 by 1 (a 15x15 map before global pooling); v1.1's not
+    pad10 = {"pad": 1} if version == "1.0" else {}
+    n.conv10 = L.Convolution(n.drop9, num_output=1000, kernel_size=1, **pad10)
     n.relu_conv10 = L.ReLU(n.conv10, in_place=True)
     n.pool10 = L.Pooling(n.relu_conv10, pool=P.Pooling.AVE, global_pooling=True)
     n.prob = L.Softmax(n.pool10)

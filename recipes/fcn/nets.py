@@ -65,9 +65,10 @@ def upsample(bottom, classes: int, kernel_size: int, stride: int):
                            param=FROZEN)
 
 
-def softmax_loss(score, label):
-    """FCN's loss: summed (``normalize: false``) softmax loss, void 255 ignored."""
-    return L.SoftmaxWithLoss(score, label, loss_param=dict(normalize=False, ignore_label=255))
+def softmax_loss(score, label, normalize: bool = False):
+    """FCN's loss: summed (``normalize: false``) softmax loss, void 255 ignored
+    (voc-fcn-alexnet's net.py is the one that averages: ``normalize: true``)."""
+    return L.SoftmaxWithLoss(score, label, loss_param=dict(normalize=normalize, ignore_label=255))
 
 
 def vgg16_trunk(n: NetSpec, data, s: str = "", first_conv: str = "conv1_1",
@@ -174,7 +175,7 @@ def voc_fcn(stride: int, split: str, *, sbdd_dir: Optional[str] = "../data/sbdd/
 
 def voc_fcn_alexnet(split: str, *, sbdd_dir: Optional[str] = "../../data/sbdd/dataset",
                     voc_dir: str = "../../data/pascal/VOC2011",
-                    module: str = "layers") -> caffe_pb2.NetParameter:
+                    module: str = "voc_layers") -> caffe_pb2.NetParameter:
     """voc-fcn-alexnet: the CaffeNet trunk padded by 100, fc6 as 6x6, upscore 63/32."""
     n = NetSpec()
     voc_data(n, split, sbdd_dir, voc_dir, module)
@@ -201,7 +202,7 @@ def voc_fcn_alexnet(split: str, *, sbdd_dir: Optional[str] = "../../data/sbdd/da
     n.score_fr = score_layer(n.drop7, 21)
     n.upscore = upsample(n.score_fr, 21, 63, 32)
     n.score = crop(n.upscore, n.data)
-    n.loss = softmax_loss(n.score, n.label)
+    n.loss = softmax_loss(n.score, n.label, normalize=True)
     return n.to_proto()
 
 
