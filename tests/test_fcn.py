@@ -816,8 +816,9 @@ def test_builders_cover_every_model_and_match_the_deploy_nets():
                 [l.crop_param for l in dep if l.type == "Crop"], name
             losses = [l for l in train.layer if l.type == "SoftmaxWithLoss"]
             assert len(losses) == len(model.scores)
-            assert all(l.loss_param.ignore_label == 255 and not l.loss_param.normalize
-                       for l in losses)
+            # summed losses, except voc-fcn-alexnet's, which averages (its upstream net.py)
+            assert all(l.loss_param.ignore_label == 255
+                       and l.loss_param.normalize == (name == "voc-fcn-alexnet") for l in losses)
 
 
 @pytest.mark.skipif(not os.path.isdir(CORPUS_FCN), reason="../shared/corpus/fcn absent")
