@@ -154,9 +154,10 @@ def run_net(path: str, workdir: str) -> dict:
     import cv2
     import caffe_compat as caffe
     from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
-    from caffe_compat.recipes import py_faster_rcnn
+    from caffe_compat.recipes import fcn, py_faster_rcnn
 
-    py_faster_rcnn.install_modules()
+    py_faster_rcnn.install_modules()       # rpn.proposal_layer, ... as py-faster-rcnn's lib/
+    fcn.install_layer_modules()            # voc_layers, ... as fcn.berkeleyvision.org's
     result = {"path": os.path.relpath(path, CORPUS) if path.startswith(CORPUS) else path}
     t0 = time.time()
     with warnings.catch_warnings():
