@@ -36,7 +36,8 @@ FILES = harness.corpus_net_files() if os.path.isdir(harness.CORPUS) else []
 REFUSED_BY_CAFFE = {
     "data files not in the corpus (Caffe's data layer fails in SetUp too)":
         r"LMDB source .* does not exist|cannot open LevelDB|failed to open source file|"
-        r"cannot open image list|failed to open window file|does not exist",
+        r"cannot open image list|failed to open window file|does not exist|"
+        r"\.setup raised FileNotFoundError",
     "Python layer whose module is not importable (data layers of the training nets, ENet's spatial dropout)":
         r"cannot import Python layer module",
     "a blob no layer of this phase produces (Caffe: 'Unknown bottom blob')":

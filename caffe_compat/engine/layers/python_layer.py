@@ -146,20 +146,31 @@ class PythonLayer(Layer):
         self.user = _instantiate(self.param, self.phase)
         self._bottom = [PyBlob(shape=s) for s in bottom_shapes]
         self._top = [PyBlob() for _ in self.param.top]
-        self.user.setup(self._bottom, self._top)
+        self._call_user("setup", self._bottom, self._top)
 
     def reshape(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
         for blob, shape in zip(self._bottom, bottom_shapes):
             blob.reshape(*shape)
-        self.user.reshape(self._bottom, self._top)
+        self._call_user("reshape", self._bottom, self._top)
         return [t.shape for t in self._top]
+
+    def _call_user(self, method: str, *args) -> None:
+        """Call the user's ``setup``/``reshape``/``forward``/``backward``; an exception of
+        the user's code comes back as a LayerError naming this layer and its class (as
+        Caffe's log names the layer whose Python code raised), the original chained."""
+        try:
+            getattr(self.user, method)(*args)
+        except Exception as exc:
+            pp = self.param.python_param
+            raise self.error(f"{pp.module}.{pp.layer}.{method} raised "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     # -- the imperative bridge ----------------------------------------------------------
     def run_forward(self, bottoms) -> list:
         ctx = bottoms[0].context if bottoms else current_context()
         self._bottom = [PyBlob(b.asnumpy().astype(np.float32)) for b in bottoms]
-        self.user.reshape(self._bottom, self._top)
-        self.user.forward(self._bottom, self._top)
+        self._call_user("reshape", self._bottom, self._top)
+        self._call_user("forward", self._bottom, self._top)
         self.top_shapes = [t.shape for t in self._top]
         return [mx.nd.array(t.data, ctx=ctx, dtype="float32") for t in self._top]
 
@@ -168,7 +179,7 @@ class PythonLayer(Layer):
             t.diff = g.asnumpy().reshape(t.data.shape).astype(np.float32)
         for b in self._bottom:
             b.diff = np.zeros_like(b.data)
-        self.user.backward(self._top, [True] * len(self._bottom), self._bottom)
+        self._call_user("backward", self._top, [True] * len(self._bottom), self._bottom)
         ctx = top_grads[0].context if top_grads else current_context()
         return [mx.nd.array(b.diff, ctx=ctx, dtype="float32") for b in self._bottom]
 
