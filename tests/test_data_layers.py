@@ -170,6 +170,33 @@ def test_database_errors(tmp_path):
         data_layer(src, 1, tops=("a", "b", "c"))
 
 
+@pytest.mark.parametrize("backend", ["LEVELDB", "LMDB"])
+def test_missing_source_names_layer_line_and_path_and_creates_nothing(tmp_path, backend):
+    """LevelDB itself creates the directory (LOCK, LOG) before it finds no database."""
+    proto = tmp_path / "train.prototxt"
+    missing, empty = tmp_path / "no_such_db", tmp_path / "empty_dir"
+    empty.mkdir()
+    for source, reason in ((missing, "does not exist"), (empty, "is not a .* database")):
+        proto.write_text(f'name: "n"\nlayer {{ name: "data" type: "Data" top: "data"\n'
+                         f'  data_param {{ source: "{source}" backend: {backend} batch_size: 1 }} }}\n')
+        with pytest.raises(LayerError, match=reason) as info:
+            caffe.Net(str(proto), caffe.TRAIN)
+        assert f'{proto}:2: layer "data" (type Data)' in str(info.value)
+        assert repr(str(source)) in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["empty_dir", "train.prototxt"]
+    assert os.listdir(empty) == []
+
+
+def test_truncated_lmdb_is_an_error_not_a_crash(tmp_path):
+    """LMDB maps data.mdb and would fault (SIGBUS) reading pages a truncated copy lacks."""
+    src = write_lmdb(tmp_path / "db", [array_to_datum(x) for x in images(40, h=32, w=32)])
+    data_file = os.path.join(src, "data.mdb")
+    with open(data_file, "r+b") as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    with pytest.raises(LayerError, match=r"is truncated or corrupt: data.mdb holds \d+ bytes"):
+        data_layer(src, 1)
+
+
 def test_leveldb_source(tmp_path):
     plyvel = pytest.importorskip("plyvel")
     x = images(3)

@@ -37,7 +37,7 @@ class DataLayer(PrefetchingDataLayer):
                 cursor.advance()
         transformer = self.transformer()
         loader = DatumBatchLoader(cursor, transformer, int(dp.batch_size),
-                                   len(self.param.top) == 2, f"{backend} {dp.source!r}", error)
+                                  len(self.param.top) == 2, f"{backend} {dp.source!r}", error)
         _, pixels, _ = loader.read()
         try:
             shape = transformer.output_shape(pixels.shape)

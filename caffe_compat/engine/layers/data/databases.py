@@ -40,26 +40,54 @@ class SharedDB:
             return db
 
 
+_LEVELDB_HINT = " (it looks like a LevelDB directory: set data_param.backend: LEVELDB)"
+
+
+def _check_source_dir(backend: str, path: str, marker: str, error: ErrorFactory,
+                      hint: str = "") -> None:
+    """A database source must be an existing directory holding ``marker`` (LMDB's
+    data.mdb, LevelDB's CURRENT); checked before opening so that nothing is created."""
+    if not os.path.exists(path):
+        raise error(f"{backend} source {path!r} does not exist")
+    if not os.path.isdir(path):
+        raise error(f"{backend} source {path!r} is not a directory{hint}")
+    if not os.path.isfile(os.path.join(path, marker)):
+        raise error(f"{backend} source {path!r} is not a {backend} database (it has no "
+                    f"{marker}){hint}")
+
+
 def _open_lmdb(path: str, error: ErrorFactory):
     import lmdb
-    if not os.path.isdir(path):
-        hint = (" (it looks like a LevelDB directory: set data_param.backend: LEVELDB)"
-                if os.path.isfile(os.path.join(path, "CURRENT")) else "")
-        raise error(f"LMDB source {path!r} is not a directory{hint}" if os.path.exists(path)
-                    else f"LMDB source {path!r} does not exist")
+    hint = _LEVELDB_HINT if os.path.isfile(os.path.join(path, "CURRENT")) else ""
+    _check_source_dir("LMDB", path, "data.mdb", error, hint)
     try:
-        return lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True,
-                         max_readers=126)
+        env = lmdb.open(path, readonly=True, create=False, lock=False, readahead=False,
+                        subdir=True, max_readers=126)
     except lmdb.Error as exc:
-        hint = (" (it looks like a LevelDB directory: set data_param.backend: LEVELDB)"
-                if os.path.isfile(os.path.join(path, "CURRENT")) else "")
         raise error(f"cannot open LMDB {path!r}: {exc}{hint}") from None
+    # LMDB maps the file and trusts it: pages past the end of a truncated data.mdb
+    # would fault (SIGBUS) when read. Its meta page says where the last page ends.
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    if size < needed:
+        env.close()
+        raise error(f"LMDB {path!r} is truncated or corrupt: data.mdb holds {size} bytes "
+                    f"but its pages run to byte {needed}")
+    return env
+
+
+def _db_message(exc) -> str:
+    return exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+        exc.args[0], bytes) else str(exc)
 
 
 def _open_leveldb(path: str, error: ErrorFactory):
     if os.path.isfile(os.path.join(path, "data.mdb")):
         raise error(f"source {path!r} is an LMDB database but data_param.backend is LEVELDB "
                     "(Caffe's default): add 'backend: LMDB' to data_param")
+    # LevelDB creates the directory (and LOCK, LOG) before it finds the database
+    # missing, even with create_if_missing=False: check first, create nothing.
+    _check_source_dir("LevelDB", path, "CURRENT", error)
     try:
         import plyvel
     except ImportError:
@@ -69,25 +97,46 @@ def _open_leveldb(path: str, error: ErrorFactory):
     try:
         return plyvel.DB(path, create_if_missing=False)
     except plyvel.Error as exc:
-        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
-            exc.args[0], bytes) else str(exc)
-        raise error(f"cannot open LevelDB {path!r}: {detail}") from None
+        raise error(f"cannot open LevelDB {path!r}: {_db_message(exc)}") from None
 
 
 class LoopingCursor:
     """Records in key order, starting again at the first after the last (Caffe's
-    DataLayer::Next: 'Restarting data prefetching from start')."""
+    DataLayer::Next: 'Restarting data prefetching from start').
+
+    A database that turns out corrupt while it is read (LMDB's MDB_CORRUPTED, a
+    LevelDB block whose checksum fails) raises the layer's error naming the database
+    and the last good key.
+    """
 
     def __init__(self, db: SharedDB, error: ErrorFactory):
         self.db = db  # keeps the database open
         self.error = error
+        self._key = None
         if db.backend == "LMDB":
-            self._txn = db.handle.begin(buffers=False)
+            import lmdb
+            self._db_error = lmdb.Error
+            self._size = os.path.getsize(os.path.join(db.path, "data.mdb"))
+            # buffers: key and value come as views into the map, so their sizes can be
+            # checked before they are copied (a corrupt size would read past the file).
+            self._txn = db.handle.begin(buffers=True)
             self._it = self._txn.cursor()
         else:
-            self._it = db.handle.raw_iterator()
-        if not self._first():
+            import plyvel
+            self._db_error = plyvel.Error
+            # LevelDB checksums every block; Caffe does not ask it to check them, but a
+            # flipped bit then decodes as a wrong record instead of an error.
+            self._it = db.handle.raw_iterator(verify_checksums=True)
+        if not self._guarded(self._first):
             raise error(f"{db.backend} {db.path!r} holds no records")
+
+    def _guarded(self, step):
+        try:
+            return step()
+        except self._db_error as exc:
+            after = "" if self._key is None else f" after record {self._key!r}"
+            raise self.error(f"{self.db.backend} {self.db.path!r} is corrupt{after}: "
+                             f"{_db_message(exc)}") from None
 
     def _first(self) -> bool:
         if self.db.backend == "LMDB":
@@ -95,14 +144,28 @@ class LoopingCursor:
         self._it.seek_to_first()
         return self._it.valid()
 
+    def _lmdb_current(self) -> tuple[bytes, bytes]:
+        key, value = self._it.key(), self._it.value()
+        if len(key) + len(value) > self._size:
+            raise self.error(f"LMDB {self.db.path!r} is corrupt after record {self._key!r}: "
+                             f"a record of {len(key) + len(value)} bytes in a "
+                             f"{self._size}-byte data.mdb")
+        return bytes(key), bytes(value)
+
     def current(self) -> tuple[bytes, bytes]:
-        return bytes(self._it.key()), bytes(self._it.value())
+        if self.db.backend == "LMDB":
+            key, value = self._guarded(self._lmdb_current)
+        else:
+            key, value = self._guarded(lambda: (self._it.key(), self._it.value()))
+        self._key = key.decode("utf-8", "replace")
+        return key, value
+
+    def _next(self) -> bool:
+        if self.db.backend == "LMDB":
+            return self._it.next()
+        self._it.next()
+        return self._it.valid()
 
     def advance(self) -> None:
-        if self.db.backend == "LMDB":
-            moved = self._it.next()
-        else:
-            self._it.next()
-            moved = self._it.valid()
-        if not moved:
-            self._first()
+        if not self._guarded(self._next):
+            self._guarded(self._first)
