@@ -179,3 +179,17 @@ def test_truncated_binaryproto_raises(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(WeightsFormatError, match="empty"):
         read_binaryproto(path)
+
+
+@pytest.mark.parametrize("dims, data, message", [
+    ([1] * 33, [1.0], "a blob of at most 32 axes"),                # Caffe's kMaxBlobAxes
+    ([2**31, 1], [], r"blob dimensions in 0..2147483647"),         # Caffe's dims are ints
+    ([0] + [2**31 - 1] * 4, [], "a blob shape numpy can hold"),    # no values, 2**124 slots
+])
+def test_blob_shapes_caffe_cannot_hold_raise(tmp_path, dims, data, message):
+    blob = caffe_pb2.BlobProto(data=data)
+    blob.shape.dim.extend(dims)
+    path = tmp_path / "odd.binaryproto"
+    path.write_bytes(blob.SerializeToString())
+    with pytest.raises(WeightsFormatError, match=f"at byte 0: expected {message}"):
+        read_binaryproto(path)
