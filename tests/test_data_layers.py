@@ -148,6 +148,17 @@ def test_corrupt_record_is_an_error_naming_the_record_after_the_good_batches(tmp
         layer.next_batch()
 
 
+@pytest.mark.parametrize("datum, message", [
+    (caffe_pb2.Datum(channels=-1, height=-1, width=192, data=bytes(192)),   # -1 x -1 x 192 = 192
+     r"negative dimensions: channels x height x width = -1 x -1 x 192"),
+    (caffe_pb2.Datum(encoded=True, data=b""), r"the encoded image is empty"),
+])
+def test_impossible_datum_is_an_error_naming_the_record(tmp_path, datum, message):
+    src = write_lmdb(tmp_path / "db", [datum])
+    with pytest.raises(LayerError, match=rf"record '00000000': .*{message}"):
+        data_layer(src, 1)
+
+
 def test_mixed_sizes_in_one_batch_is_an_error(tmp_path):
     src = write_lmdb(tmp_path / "db", [array_to_datum(images(1, h=8)[0]),
                                        array_to_datum(images(1, h=6)[0])])

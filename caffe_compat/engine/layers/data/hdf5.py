@@ -9,6 +9,8 @@ import numpy as np
 from caffe_compat.engine.layer import Layer, Shape, register_layer
 from caffe_compat.engine.layers.data.base import (ErrorFactory, HostDataLayer, seeded_rng,
                                                   source_tokens)
+from caffe_compat.errors import WeightsFormatError
+from caffe_compat.formats.hdf5_weights import hdf5_errors, read_dataset
 
 
 def _read_hdf5_list(path: str, error: ErrorFactory) -> list[tuple[str, int]]:
@@ -61,19 +63,11 @@ class HDF5DataLayer(HostDataLayer):
             f = h5py.File(name, "r")
         except OSError as exc:
             raise self._error(f"{where}: failed opening HDF5 file ({exc})") from None
-        arrays = []
-        with f:
-            for top in self.param.top:
-                if top not in f or not isinstance(f[top], h5py.Dataset):
-                    raise self._error(f"{where}: no dataset named {top!r} (HDF5Data reads one "
-                                      f"dataset per top, named as the top); it has "
-                                      f"{sorted(f.keys())}")
-                ds = f[top]
-                if ds.dtype.kind not in "fiub":
-                    raise self._error(f"{where}: dataset {top!r} has type {ds.dtype}, not numbers")
-                if ds.ndim < 1:
-                    raise self._error(f"{where}: dataset {top!r} must have at least 1 axis")
-                arrays.append(np.asarray(ds[...], dtype=np.float32))
+        try:
+            with hdf5_errors(name, "a readable HDF5 file"), f:
+                arrays = [self._read_top(f, top, where) for top in self.param.top]
+        except WeightsFormatError as exc:  # a damaged file
+            raise self._error(f"{where}: {exc.expected}") from None
         num = arrays[0].shape[0]
         for top, a in zip(self.param.top, arrays):
             if a.shape[0] != num:
@@ -90,6 +84,18 @@ class HDF5DataLayer(HostDataLayer):
         self._rows = np.arange(num)
         if self._shuffle:
             self._rng.shuffle(self._rows)
+
+    def _read_top(self, f, top: str, where: str) -> np.ndarray:
+        import h5py
+        if top not in f or not isinstance(f[top], h5py.Dataset):
+            raise self._error(f"{where}: no dataset named {top!r} (HDF5Data reads one "
+                              f"dataset per top, named as the top); it has {sorted(f.keys())}")
+        ds = f[top]
+        if ds.dtype.kind not in "fiub":
+            raise self._error(f"{where}: dataset {top!r} has type {ds.dtype}, not numbers")
+        if ds.ndim < 1:
+            raise self._error(f"{where}: dataset {top!r} must have at least 1 axis")
+        return np.asarray(read_dataset(ds, f.filename), dtype=np.float32)
 
     def _next_row(self) -> None:
         # Caffe's HDF5DataLayer::Next
