@@ -113,6 +113,10 @@ class _Token(NamedTuple):
     end: int
 
 
+# Nesting limit (protobuf's default recursion limit): a real net nests a few levels, and
+# the walker and text_format recurse per level.
+_MAX_NESTING = 100
+
 _SKIP = re.compile(r"(?:\s|#[^\n]*)+")
 _IDENT = re.compile(r"[a-zA-Z_][0-9a-zA-Z_+-]*")
 _NUMBER = re.compile(r"(?:[0-9+-]|\.[0-9])[0-9a-zA-Z_.+-]*")
@@ -193,6 +197,7 @@ class _Walker:
         self.i = 0
         self.unknown: list[_UnknownField] = []
         self.top_level: list[tuple[str, int]] = []
+        self.depth = 0      # messages open around the current token
 
     # -- token helpers ------------------------------------------------------
     def peek(self) -> _Token:
@@ -298,8 +303,13 @@ class _Walker:
     def _walk_message_value(self, desc) -> None:
         tok = self.peek()
         if tok.kind == "symbol" and tok.text in _CLOSE:
+            if self.depth >= _MAX_NESTING:
+                raise self.tokens.error(f"messages nested more than {_MAX_NESTING} deep",
+                                        tok.start)
             self.i += 1
+            self.depth += 1
             self._walk_body(desc, close=_CLOSE[tok.text])
+            self.depth -= 1
         else:
             raise self._unexpected('"{"')
 
