@@ -6,6 +6,8 @@ run forward and backward end to end through ``caffe_compat.Net``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 
 import cv2
@@ -224,6 +226,36 @@ def test_leveldb_source(tmp_path):
         np.testing.assert_array_equal(label, labels)
         np.testing.assert_array_equal(data, x[labels].astype(np.float32))
     np.testing.assert_array_equal(other.next_batch()[1], [0, 1])
+
+
+LEVELDB_LAYERS_COLLECTED = '''
+import gc, sys
+from google.protobuf import text_format
+from caffe_compat.engine.build import build_layer
+from caffe_compat.proto import caffe_pb2
+p = text_format.Parse('name: "d" type: "Data" top: "data" '
+                      'data_param {{ source: "{source}" backend: LEVELDB batch_size: 2 }}',
+                      caffe_pb2.LayerParameter())
+for _ in range(5):
+    layer = build_layer(p, [], phase=caffe_pb2.TEST)
+    layer.next_batch()
+    layer.close()
+    del layer
+    gc.collect()   # layer, cursor and database freed in one collection
+'''
+
+
+def test_leveldb_layers_collected_with_their_database_do_not_crash(tmp_path):
+    """plyvel frees an iterator after its database if one collection frees both (a
+    segfault); the database closes its iterators first. In a child: a crash is visible."""
+    plyvel = pytest.importorskip("plyvel")
+    db = plyvel.DB(str(tmp_path / "ldb"), create_if_missing=True)
+    for i in range(3):
+        db.put(b"%08d" % i, array_to_datum(images(1)[0], label=i).SerializeToString())
+    db.close()
+    run = subprocess.run([sys.executable, "-c", LEVELDB_LAYERS_COLLECTED.format(
+        source=tmp_path / "ldb")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 # ---- prefetching ------------------------------------------------------------------------------

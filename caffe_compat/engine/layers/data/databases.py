@@ -16,16 +16,33 @@ from typing import Callable
 from caffe_compat.engine.layers.data.base import ErrorFactory
 
 
+def _close_all(closers: list, close_db: Callable[[], None]) -> None:
+    for close in closers:
+        close()
+    close_db()
+
+
 class SharedDB:
     """One open database per path and process (neither LMDB nor LevelDB lets a process
-    open the same database twice); closed when no layer uses it any more."""
+    open the same database twice); closed when no layer uses it any more.
+
+    Iterators and transactions opened on it are registered with :meth:`opened` and
+    closed before the database. The finalizer holds them, so a garbage collection that
+    frees a layer, its cursor and the database together cannot free the database first
+    (plyvel then frees a LevelDB iterator over a deleted database: a segfault).
+    """
 
     _open: "weakref.WeakValueDictionary[tuple, SharedDB]" = weakref.WeakValueDictionary()
     _lock = threading.Lock()
 
-    def __init__(self, backend: str, path: str, handle, closer: Callable[[], None]):
+    def __init__(self, backend: str, path: str, handle):
         self.backend, self.path, self.handle = backend, path, handle
-        weakref.finalize(self, closer)
+        self._closers: list[Callable[[], None]] = []
+        weakref.finalize(self, _close_all, self._closers, handle.close)
+
+    def opened(self, close: Callable[[], None]) -> None:
+        """Register the ``close`` of an iterator or transaction over this database."""
+        self._closers.append(close)
 
     @classmethod
     def get(cls, backend: str, path: str, error: ErrorFactory) -> "SharedDB":
@@ -35,7 +52,7 @@ class SharedDB:
             if db is None:
                 opener = _open_lmdb if backend == "LMDB" else _open_leveldb
                 handle = opener(path, error)
-                db = cls(backend, path, handle, handle.close)
+                db = cls(backend, path, handle)
                 cls._open[key] = db
             return db
 
@@ -60,14 +77,16 @@ def _open_lmdb(path: str, error: ErrorFactory):
     import lmdb
     hint = _LEVELDB_HINT if os.path.isfile(os.path.join(path, "CURRENT")) else ""
     _check_source_dir("LMDB", path, "data.mdb", error, hint)
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
     try:
+        # A reader maps the file's own size (LMDB raises it to the pages in use),
+        # not the lmdb package's default 10 MB or the size the writer chose.
         env = lmdb.open(path, readonly=True, create=False, lock=False, readahead=False,
-                        subdir=True, max_readers=126)
+                        subdir=True, max_readers=126, map_size=max(size, 1))
     except lmdb.Error as exc:
         raise error(f"cannot open LMDB {path!r}: {exc}{hint}") from None
     # LMDB maps the file and trusts it: pages past the end of a truncated data.mdb
     # would fault (SIGBUS) when read. Its meta page says where the last page ends.
-    size = os.path.getsize(os.path.join(path, "data.mdb"))
     needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     if size < needed:
         env.close()
@@ -120,6 +139,7 @@ class LoopingCursor:
             # buffers: key and value come as views into the map, so their sizes can be
             # checked before they are copied (a corrupt size would read past the file).
             self._txn = db.handle.begin(buffers=True)
+            db.opened(self._txn.abort)
             self._it = self._txn.cursor()
         else:
             import plyvel
@@ -127,6 +147,7 @@ class LoopingCursor:
             # LevelDB checksums every block; Caffe does not ask it to check them, but a
             # flipped bit then decodes as a wrong record instead of an error.
             self._it = db.handle.raw_iterator(verify_checksums=True)
+            db.opened(self._it.close)
         if not self._guarded(self._first):
             raise error(f"{db.backend} {db.path!r} holds no records")
 
