@@ -297,6 +297,17 @@ def test_prefetcher_hands_worker_errors_to_the_caller():
     assert not p.running
 
 
+def test_prefetcher_whose_thread_cannot_start_reports_that_and_stops(monkeypatch):
+    """Out of address space for a thread stack: the start error, and stop() still works."""
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    p = Prefetcher(type("Loader", (), {"load_batch": lambda self: 1})(), depth=1)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        p.next()
+    p.stop()
+
+
 # ---- ImageData -------------------------------------------------------------------------------
 def write_images(folder, n, sizes=None, seed=0):
     os.makedirs(folder, exist_ok=True)

@@ -8,7 +8,7 @@ generator seeded by the seed's name: truncations, single and multiple bit flips,
 0xFF bytes; protobuf length prefixes and varint values inflated to huge values and runs
 of nested start-group tags; huge numbers and deeply nested braces in prototxt. A child
 process reads each mutant under a memory cap (RLIMIT_AS: what the child already maps +
-4 x the file size + 64 MB) and a timeout. A mutant passes when it loads or raises a
+4 x the file size + a thread's stack + 8 MB) and a timeout. A mutant passes when it loads or raises a
 ``CaffeCompatError`` whose message names the file; another exception, a signal, a hang
 or running out of memory fails the test naming the mutant. One child reads many mutants
 and is restarted after a crash.
@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -44,7 +45,15 @@ CORPUS = HERE.parents[1] / "shared" / "corpus"   # /work/shared/corpus next to t
 MUTANTS_PER_SEED = int(os.environ.get("CAFFE_COMPAT_FUZZ_MUTANTS", 60))
 FUZZ_SEED = os.environ.get("CAFFE_COMPAT_FUZZ_SEED", "0")
 MEMORY_FACTOR = 4            # the cap: current mapping + MEMORY_FACTOR x file size + slack
-MEMORY_SLACK = 64 << 20      # a thread's stack, allocator arenas, a decoded test image
+
+
+def _thread_stack_bytes() -> int:
+    """The address space a new thread maps for its stack (a Data layer starts one)."""
+    size = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return size if 0 < size < (1 << 30) else 8 << 20
+
+
+MEMORY_SLACK = _thread_stack_bytes() + (8 << 20)   # + small allocations, allocator pages
 MUTANT_TIMEOUT = 20.0        # seconds; a read that takes longer is a hang
 STARTUP_TIMEOUT = 120.0
 
