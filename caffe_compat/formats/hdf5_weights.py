@@ -94,8 +94,7 @@ def read_dataset(item, path: str) -> np.ndarray:
     Uncompressed data must lie in the file; compressed data can expand at most
     ``_DEFLATE_MAX_RATIO`` times.
     """
-    import h5py
-    if not isinstance(item, h5py.Dataset):
+    if not isinstance(item, _h5py().Dataset):
         raise WeightsFormatError(path, None, f"a dataset at {item.name} (found a group)")
     nbytes = math.prod(item.shape or ()) * item.dtype.itemsize
     if item.id.get_create_plist().get_nfilters():
