@@ -69,6 +69,19 @@ def test_structural_errors():
         list(WireReader(tag(5, START_GROUP) + tag(6, END_GROUP), "f").fields())
 
 
+def test_nested_groups_are_skipped_and_limited_like_protobuf():
+    nested = (tag(5, START_GROUP) + tag(6, START_GROUP) + tag(1, LEN) + varint(2) + b"ab"
+              + tag(6, END_GROUP) + tag(5, END_GROUP) + tag(2, VARINT) + varint(9))
+    fields = list(WireReader(nested, "f").fields())
+    assert [(f.number, f.wire_type) for f in fields] == [(5, START_GROUP), (2, VARINT)]
+    assert fields[1].value == 9
+    deep = tag(1, START_GROUP) * 100 + tag(1, END_GROUP) * 100
+    assert len(list(WireReader(deep, "f").fields())) == 1
+    # A run of start-group tags: an error at the 101st, not a RecursionError.
+    with pytest.raises(WeightsFormatError, match="at byte 100: expected groups nested at most 100"):
+        list(WireReader(tag(1, START_GROUP) * 5000, "f").fields())
+
+
 def test_nested_reader_is_bounded_by_its_message():
     inner = tag(1, LEN) + varint(5) + b"ab"      # claims 5 bytes, has 2 in its message
     outer = len_field(7, inner) + b"xxxxxxxx"   # bytes after it must not be borrowed
@@ -165,4 +178,18 @@ def test_truncated_binaryproto_raises(tmp_path):
         assert 0 <= info.value.offset <= cut
     path.write_bytes(b"")
     with pytest.raises(WeightsFormatError, match="empty"):
+        read_binaryproto(path)
+
+
+@pytest.mark.parametrize("dims, data, message", [
+    ([1] * 33, [1.0], "a blob of at most 32 axes"),                # Caffe's kMaxBlobAxes
+    ([2**31, 1], [], r"blob dimensions in 0..2147483647"),         # Caffe's dims are ints
+    ([0] + [2**31 - 1] * 4, [], "a blob shape numpy can hold"),    # no values, 2**124 slots
+])
+def test_blob_shapes_caffe_cannot_hold_raise(tmp_path, dims, data, message):
+    blob = caffe_pb2.BlobProto(data=data)
+    blob.shape.dim.extend(dims)
+    path = tmp_path / "odd.binaryproto"
+    path.write_bytes(blob.SerializeToString())
+    with pytest.raises(WeightsFormatError, match=f"at byte 0: expected {message}"):
         read_binaryproto(path)

@@ -415,9 +415,20 @@ def test_corrupt_bytes_raise_with_offset(tmp_path):
     with pytest.raises(WeightsFormatError):
         read_caffemodel(path)
 
-    # 8. an empty file is an empty NetParameter, as Caffe's ReadProtoFromBinaryFile reads it
-    path.write_bytes(b"")
-    assert read_caffemodel(path).layers == []
+
+def test_empty_caffemodel_is_an_empty_net_that_loads_into_a_net_without_weights(tmp_path):
+    """Caffe parses a 0-byte file as an empty NetParameter; CopyTrainedLayersFrom copies nothing."""
+    import caffe_compat as caffe
+    empty = tmp_path / "empty.caffemodel"
+    empty.write_bytes(b"")
+    model = read_caffemodel(empty)
+    assert model.layers == [] and model.net_param == caffe_pb2.NetParameter()
+    proto = tmp_path / "relu.prototxt"
+    proto.write_text('input: "data" input_shape { dim: 1 dim: 2 }\n'
+                     'layer { name: "relu" type: "ReLU" bottom: "data" top: "out" }\n')
+    net = caffe.Net(str(proto), str(empty), caffe.TEST)
+    net.blobs["data"].data[...] = [[-1.0, 2.0]]
+    np.testing.assert_array_equal(net.forward()["out"], [[0.0, 2.0]])
 
 
 def test_writer_output_loads_in_opencv_bit_for_bit(tmp_path):

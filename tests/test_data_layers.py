@@ -6,6 +6,8 @@ run forward and backward end to end through ``caffe_compat.Net``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 
 import cv2
@@ -148,6 +150,17 @@ def test_corrupt_record_is_an_error_naming_the_record_after_the_good_batches(tmp
         layer.next_batch()
 
 
+@pytest.mark.parametrize("datum, message", [
+    (caffe_pb2.Datum(channels=-1, height=-1, width=192, data=bytes(192)),   # -1 x -1 x 192 = 192
+     r"negative dimensions: channels x height x width = -1 x -1 x 192"),
+    (caffe_pb2.Datum(encoded=True, data=b""), r"the encoded image is empty"),
+])
+def test_impossible_datum_is_an_error_naming_the_record(tmp_path, datum, message):
+    src = write_lmdb(tmp_path / "db", [datum])
+    with pytest.raises(LayerError, match=rf"record '00000000': .*{message}"):
+        data_layer(src, 1)
+
+
 def test_mixed_sizes_in_one_batch_is_an_error(tmp_path):
     src = write_lmdb(tmp_path / "db", [array_to_datum(images(1, h=8)[0]),
                                        array_to_datum(images(1, h=6)[0])])
@@ -168,6 +181,33 @@ def test_database_errors(tmp_path):
         data_layer(tmp_path / "empty", 1)
     with pytest.raises(LayerError, match="at most 2 top"):
         data_layer(src, 1, tops=("a", "b", "c"))
+
+
+@pytest.mark.parametrize("backend", ["LEVELDB", "LMDB"])
+def test_missing_source_names_layer_line_and_path_and_creates_nothing(tmp_path, backend):
+    """LevelDB itself creates the directory (LOCK, LOG) before it finds no database."""
+    proto = tmp_path / "train.prototxt"
+    missing, empty = tmp_path / "no_such_db", tmp_path / "empty_dir"
+    empty.mkdir()
+    for source, reason in ((missing, "does not exist"), (empty, "is not a .* database")):
+        proto.write_text(f'name: "n"\nlayer {{ name: "data" type: "Data" top: "data"\n'
+                         f'  data_param {{ source: "{source}" backend: {backend} batch_size: 1 }} }}\n')
+        with pytest.raises(LayerError, match=reason) as info:
+            caffe.Net(str(proto), caffe.TRAIN)
+        assert f'{proto}:2: layer "data" (type Data)' in str(info.value)
+        assert repr(str(source)) in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["empty_dir", "train.prototxt"]
+    assert os.listdir(empty) == []
+
+
+def test_truncated_lmdb_is_an_error_not_a_crash(tmp_path):
+    """LMDB maps data.mdb and would fault (SIGBUS) reading pages a truncated copy lacks."""
+    src = write_lmdb(tmp_path / "db", [array_to_datum(x) for x in images(40, h=32, w=32)])
+    data_file = os.path.join(src, "data.mdb")
+    with open(data_file, "r+b") as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    with pytest.raises(LayerError, match=r"is truncated or corrupt: data.mdb holds \d+ bytes"):
+        data_layer(src, 1)
 
 
 def test_leveldb_source(tmp_path):
@@ -202,6 +242,36 @@ def test_missing_database_is_reported_and_nothing_is_created(tmp_path, monkeypat
               'backend: LEVELDB batch_size: 1 }')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_db"]
     assert not any((tmp_path / "not_a_db").iterdir())
+
+
+LEVELDB_LAYERS_COLLECTED = '''
+import gc, sys
+from google.protobuf import text_format
+from caffe_compat.engine.build import build_layer
+from caffe_compat.proto import caffe_pb2
+p = text_format.Parse('name: "d" type: "Data" top: "data" '
+                      'data_param {{ source: "{source}" backend: LEVELDB batch_size: 2 }}',
+                      caffe_pb2.LayerParameter())
+for _ in range(5):
+    layer = build_layer(p, [], phase=caffe_pb2.TEST)
+    layer.next_batch()
+    layer.close()
+    del layer
+    gc.collect()   # layer, cursor and database freed in one collection
+'''
+
+
+def test_leveldb_layers_collected_with_their_database_do_not_crash(tmp_path):
+    """plyvel frees an iterator after its database if one collection frees both (a
+    segfault); the database closes its iterators first. In a child: a crash is visible."""
+    plyvel = pytest.importorskip("plyvel")
+    db = plyvel.DB(str(tmp_path / "ldb"), create_if_missing=True)
+    for i in range(3):
+        db.put(b"%08d" % i, array_to_datum(images(1)[0], label=i).SerializeToString())
+    db.close()
+    run = subprocess.run([sys.executable, "-c", LEVELDB_LAYERS_COLLECTED.format(
+        source=tmp_path / "ldb")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 # ---- prefetching ------------------------------------------------------------------------------
@@ -241,6 +311,17 @@ def test_prefetcher_hands_worker_errors_to_the_caller():
     with pytest.raises(LayerError, match="list.txt:3"):
         p.next()
     assert not p.running
+
+
+def test_prefetcher_whose_thread_cannot_start_reports_that_and_stops(monkeypatch):
+    """Out of address space for a thread stack: the start error, and stop() still works."""
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    p = Prefetcher(type("Loader", (), {"load_batch": lambda self: 1})(), depth=1)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        p.next()
+    p.stop()
 
 
 # ---- ImageData -------------------------------------------------------------------------------

@@ -123,6 +123,23 @@ def test_is_hdf5_and_errors(tmp_path):
         read_hdf5_weights(truncated)
 
 
+def test_damaged_structure_is_an_error_before_any_allocation(tmp_path):
+    """A dataset whose header claims more bytes than the file holds is refused before it
+    is read; a group linking back to its parent is refused instead of recursing forever."""
+    huge = tmp_path / "huge.h5"
+    with h5py.File(huge, "w") as f:     # 4 GB declared, never written: no storage
+        f.create_group("data/fc").create_dataset("0", shape=(1 << 30,), dtype="<f4")
+    with pytest.raises(WeightsFormatError, match=r"dataset /data/fc/0 of shape \(1073741824,\) "
+                                                 r"\(4294967296 bytes\) to fit in its file of"):
+        read_hdf5_weights(huge)
+    cycle = tmp_path / "cycle.h5"
+    with h5py.File(cycle, "w") as f:
+        f.create_group("data/conv1").create_dataset("0", data=np.ones(2, "<f4"))
+        f["data/conv1/back"] = f["data"]
+    with pytest.raises(WeightsFormatError, match="/data/conv1/back links back to a group"):
+        read_hdf5_weights(cycle)
+
+
 def test_read_caffemodel_points_hdf5_files_to_the_hdf5_reader(tmp_path):
     path = tmp_path / "net.caffemodel.h5"
     write_hdf5_weights(path, _layers())

@@ -105,6 +105,7 @@ def test_parse_text_any_message():
     ('layer { convolution_param { num_output: 3.5 } }', 1, 41, "Couldn't parse integer"),
     ('force_backward: yes\n', 1, 17, "Expected \"true\" or \"false\""),
     ('layer { foo: 1 name: }', 1, 22, "expected a value"),
+    ('layer {\n  fork ' + '{ a ' * 5000, 2, 404, "messages nested more than 100 deep"),
 ])
 def test_syntax_errors_have_line_and_column(text, line, col, fragment):
     with pytest.raises(PrototxtError) as info:
@@ -113,6 +114,11 @@ def test_syntax_errors_have_line_and_column(text, line, col, fragment):
     assert (err.line, err.column) == (line, col)
     assert fragment in str(err)
     assert str(err).startswith(f"<string>:{line}:{col}: ")
+
+
+def test_nesting_up_to_the_limit_parses():
+    text = 'layer { name: "n" fork ' + '{ a ' * 98 + '{ }' + '}' * 98 + ' }'   # 100 deep
+    assert read_quiet(text).param.layer[0].name == "n"
 
 
 def test_error_message_names_the_file_and_quotes_the_original_line(tmp_path):

@@ -110,3 +110,7 @@ def test_truncated_and_broken_files(tmp_path):
         f.create_dataset("learned_net", data=np.bytes_(b"a"))
     with pytest.raises(WeightsFormatError, match="the 'iter' dataset"):
         read_solverstate(h5)
+    with h5py.File(h5, "a") as f:
+        f.create_dataset("iter", data=np.bytes_(b"12"))
+    with pytest.raises(WeightsFormatError, match=r"an integer in the 'iter' dataset \(got b'12'\)"):
+        read_solverstate(h5)

@@ -44,7 +44,12 @@ def decode_image(data: bytes, flag: int) -> np.ndarray:
     be unsigned byte").
     """
     import cv2
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    if not data:
+        raise TransformError("the encoded image is empty (0 bytes)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    except cv2.error as exc:   # e.g. a header claiming more pixels than OpenCV allows
+        raise TransformError(f"could not decode the encoded image bytes ({exc.err})") from None
     if img is None:
         raise TransformError("could not decode the encoded image bytes")
     return as_hwc_uint8(img)
@@ -122,6 +127,9 @@ class DataTransformer:
             warnings.warn(f"{self.where}: force_color and force_gray only apply to encoded "
                           "datums (Caffe logs the same and ignores them)", stacklevel=3)
         c, h, w = int(datum.channels), int(datum.height), int(datum.width)
+        if min(c, h, w) < 0:
+            raise self._error(f"Datum has negative dimensions: channels x height x width = "
+                              f"{c} x {h} x {w}")
         if len(datum.data):
             if len(datum.data) != c * h * w:
                 raise self._error(f"Datum holds {len(datum.data)} bytes but channels x height "

@@ -91,9 +91,10 @@ class Prefetcher:
         """Start the worker (no-op when it already runs or has failed)."""
         if self._thread is not None or self._stop.is_set():
             return
-        self._thread = threading.Thread(target=_work, args=(self.loader, self._queue, self._stop),
-                                        name=f"caffe-compat prefetch {self.name}", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=_work, args=(self.loader, self._queue, self._stop),
+                                  name=f"caffe-compat prefetch {self.name}", daemon=True)
+        thread.start()          # kept only once started: stop() joins it
+        self._thread = thread
 
     def next(self) -> Any:
         """The next batch; re-raises the worker's exception if loading failed."""

@@ -35,6 +35,8 @@ _DATA, _DIFF, _SHAPE, _DOUBLE_DATA, _DOUBLE_DIFF = 5, 6, 7, 8, 9
 _LEGACY_NAMES = {_NUM: "num", _CHANNELS: "channels", _HEIGHT: "height", _WIDTH: "width"}
 _BLOBSHAPE_DIM = 1
 _BLOBPROTOVECTOR_BLOBS = 1
+_MAX_AXES = 32               # Caffe's kMaxBlobAxes
+_INT_MAX = (1 << 31) - 1     # Caffe's blob dimensions are C ints
 
 _FLOAT = np.dtype("<f4")
 _DOUBLE = np.dtype("<f8")
@@ -176,8 +178,11 @@ def decode_blob(buf, path: str, start: int, end: int, *, raw=None,
         dims = [legacy.get(n, 0) for n in (_NUM, _CHANNELS, _HEIGHT, _WIDTH)]
     else:
         dims = shape or []
-    if any(d < 0 for d in dims):
-        raise reader.error(start, f"non-negative blob dimensions (got {dims})")
+    # Caffe's Blob::Reshape: at most kMaxBlobAxes axes, each an int >= 0.
+    if len(dims) > _MAX_AXES:
+        raise reader.error(start, f"a blob of at most {_MAX_AXES} axes (got {len(dims)})")
+    if any(not 0 <= d <= _INT_MAX for d in dims):
+        raise reader.error(start, f"blob dimensions in 0..{_INT_MAX} (got {dims})")
     count = int(np.prod(dims, dtype=object)) if dims else 1
 
     def build(single: _Values, double: _Values, name: str, required: bool):
@@ -187,7 +192,11 @@ def decode_blob(buf, path: str, start: int, end: int, *, raw=None,
         if chosen.count != count:
             raise reader.error(start, f"a blob whose {name} has {count} values for its shape "
                                       f"{tuple(dims)} (found {chosen.count})")
-        return chosen.assemble(buf, raw, path).reshape(dims)
+        values = chosen.assemble(buf, raw, path)
+        try:
+            return values.reshape(dims)
+        except ValueError as exc:   # no values, but dimensions too large for numpy
+            raise reader.error(start, f"a blob shape numpy can hold (got {dims}: {exc})") from None
 
     values = build(data, double_data, "data", True)
     diff_values = build(diff, double_diff, "diff", False) if with_diff else None

@@ -264,15 +264,14 @@ def read_caffemodel(path: PathLike, *, with_diff: bool = False) -> CaffeModel:
 
     ``with_diff=True`` also reads each blob's ``diff`` (Caffe writes none by default).
     A file cut exactly between two top-level fields is still a valid (shorter)
-    protobuf message and cannot be told from a complete one (an empty file is an empty
-    net, as in Caffe); every other cut or corruption of the structure raises
-    :class:`WeightsFormatError`.
+    protobuf message and cannot be told from a complete one; every other cut or
+    corruption of the structure raises :class:`WeightsFormatError`. An empty file is
+    an empty NetParameter, no layers (Caffe's ReadProtoFromBinaryFile accepts it and
+    CopyTrainedLayersFrom then copies nothing).
     """
     path = os.fspath(path)
     with open_buffer(path) as (buf, raw):
-        # An empty file is an empty NetParameter, which Caffe's ReadProtoFromBinaryFile
-        # accepts: a net without learnable layers saved by Net::ToProto, say.
-        if len(buf) and buf[:8] == _HDF5_SIGNATURE:
+        if buf[:8] == _HDF5_SIGNATURE:
             raise WeightsFormatError(path, 0, "a binary NetParameter (this is an HDF5 file: "
                                               "use hdf5_weights.read_hdf5_weights)")
         walker = _LayerWalk(buf, raw, path, with_diff)

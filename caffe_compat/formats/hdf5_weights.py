@@ -14,6 +14,11 @@ is ``""``. A layer name containing ``/`` becomes nested groups (h5py creates the
 intermediate groups; Caffe's own ``ToHDF5`` cannot write such names); the reader
 joins nested groups back into ``a/b`` names.
 
+A damaged file raises :class:`WeightsFormatError`: h5py's errors are wrapped (naming
+the file), a dataset must fit in the file before it is read (uncompressed: its bytes;
+compressed: DEFLATE's most extreme ratio), and a group reached twice (a link cycle) is
+an error, not endless recursion.
+
 Usage::
 
     if is_hdf5(path):
@@ -22,8 +27,10 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-from typing import List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -60,14 +67,55 @@ def _h5py():
     return h5py
 
 
+#: What h5py raises for a damaged file (it maps HDF5's error stack onto these).
+_H5PY_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError,
+                NotImplementedError)
+#: The most zlib's DEFLATE expands (a run of one byte value): bounds a compressed dataset.
+_DEFLATE_MAX_RATIO = 1032
+
+
+@contextlib.contextmanager
+def hdf5_errors(path: str, what: str) -> Iterator[None]:
+    """Turn h5py's errors inside the block into :class:`WeightsFormatError` naming ``path``.
+
+    >>> with hdf5_errors("w.caffemodel.h5", "a readable HDF5 weights file"):  # doctest: +SKIP
+    ...     layers = read_layers(h5py.File("w.caffemodel.h5", "r"))
+    """
+    try:
+        yield
+    except _H5PY_ERRORS as exc:
+        raise WeightsFormatError(path, None, f"{what} ({type(exc).__name__}: {exc})") from None
+
+
+def read_dataset(item, path: str) -> np.ndarray:
+    """All values of an h5py dataset, once its size is known to fit the file.
+
+    A damaged header can claim any shape; reading it would allocate that much.
+    Uncompressed data must lie in the file; compressed data can expand at most
+    ``_DEFLATE_MAX_RATIO`` times.
+    """
+    if not isinstance(item, _h5py().Dataset):
+        raise WeightsFormatError(path, None, f"a dataset at {item.name} (found a group)")
+    nbytes = math.prod(item.shape or ()) * item.dtype.itemsize
+    if item.id.get_create_plist().get_nfilters():
+        limit, room = _DEFLATE_MAX_RATIO * item.id.get_storage_size(), "compressed storage"
+    else:
+        limit, room = item.file.id.get_filesize(), "file"
+    if nbytes > limit:
+        raise WeightsFormatError(path, None, f"dataset {item.name} of shape {item.shape} "
+                                             f"({nbytes} bytes) to fit in its {room} of "
+                                             f"{limit} bytes")
+    return item[()]
+
+
 def dataset_to_array(dataset, path: str) -> np.ndarray:
     """A dataset's values: float dtypes as stored, integer ones as float32 (like Caffe)."""
     kind = dataset.dtype.kind
     if kind == "f":
-        return dataset[()]
+        return read_dataset(dataset, path)
     if kind in "iub":
         # Caffe's hdf5_load_nd_dataset accepts integer datasets, converted by HDF5.
-        return dataset[()].astype(np.float32)
+        return read_dataset(dataset, path).astype(np.float32)
     raise WeightsFormatError(path, None, f"a float dataset at {dataset.name} "
                                          f"(got dtype {dataset.dtype})")
 
@@ -88,12 +136,17 @@ def _blob_list(group, path: str) -> List[Optional[np.ndarray]]:
     return blobs
 
 
-def _layer_groups(group, prefix: str = ""):
+def _layer_groups(group, path: str, prefix: str = "", seen: Optional[set] = None):
     """Yield ``(layer_name, group)`` for a group and its nested groups, in name order."""
     h5py = _h5py()
+    seen = {group.id} if seen is None else seen
     for key in sorted(group.keys()):
         item = group[key]
         if isinstance(item, h5py.Group):
+            if item.id in seen:
+                raise WeightsFormatError(path, None, f"groups forming a tree ({item.name} "
+                                                     f"links back to a group it is in)")
+            seen.add(item.id)
             name = prefix + key
             children = [item[k] for k in item.keys()]
             has_blobs = any(isinstance(c, h5py.Dataset) for c in children)
@@ -101,7 +154,7 @@ def _layer_groups(group, prefix: str = ""):
             # A group holding only groups is the intermediate of a "a/b" name, not a layer.
             if has_blobs or not has_groups:
                 yield name, item
-            yield from _layer_groups(item, name + "/")
+            yield from _layer_groups(item, path, name + "/", seen)
 
 
 def read_hdf5_weights(path: PathLike, *, with_diff: bool = False) -> List[LayerWeights]:
@@ -114,29 +167,21 @@ def read_hdf5_weights(path: PathLike, *, with_diff: bool = False) -> List[LayerW
     h5py = _h5py()
     if not is_hdf5(path):
         raise WeightsFormatError(path, 0, "an HDF5 file (no HDF5 signature)")
-    try:
-        with h5py.File(path, "r") as f:
-            if "data" not in f or not isinstance(f["data"], h5py.Group):
-                raise WeightsFormatError(path, None, "a 'data' group (Caffe's Net::ToHDF5 "
-                                                     "layout: data/<layer>/<blob index>)")
-            layers = [LayerWeights(name, "", _blob_list(group, path))
-                      for name, group in _layer_groups(f["data"])]
-            if with_diff:
-                diffs = {}
-                if "diff" in f:
-                    diffs = {name: _blob_list(group, path)
-                             for name, group in _layer_groups(f["diff"])}
-                for layer in layers:
-                    found = diffs.get(layer.name, [])
-                    layer.diffs = found + [None] * (len(layer.blobs) - len(found))
-            return layers
-    # h5py reports a corrupt file as any of these (RuntimeError from the HDF5 C library,
-    # TypeError when a dataset turned into a group): all mean "not readable".
-    except (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError,
-            AttributeError) as exc:
-        if isinstance(exc, WeightsFormatError):
-            raise
-        raise WeightsFormatError(path, None, f"a readable HDF5 weights file ({exc})") from None
+    with hdf5_errors(path, "a readable HDF5 weights file"), h5py.File(path, "r") as f:
+        if "data" not in f or not isinstance(f["data"], h5py.Group):
+            raise WeightsFormatError(path, None, "a 'data' group (Caffe's Net::ToHDF5 "
+                                                 "layout: data/<layer>/<blob index>)")
+        layers = [LayerWeights(name, "", _blob_list(group, path))
+                  for name, group in _layer_groups(f["data"], path)]
+        if with_diff:
+            diffs = {}
+            if "diff" in f:
+                diffs = {name: _blob_list(group, path)
+                         for name, group in _layer_groups(f["diff"], path)}
+            for layer in layers:
+                found = diffs.get(layer.name, [])
+                layer.diffs = found + [None] * (len(layer.blobs) - len(found))
+        return layers
 
 
 def write_hdf5_weights(path: PathLike, layers: Sequence[LayerWeights], *,

@@ -114,6 +114,10 @@ class _Token(NamedTuple):
     end: int
 
 
+# Nesting limit (protobuf's default recursion limit): a real net nests a few levels, and
+# the walker and text_format recurse per level.
+_MAX_NESTING = 100
+
 _SKIP = re.compile(r"(?:\s|#[^\n]*)+")
 _IDENT = re.compile(r"[a-zA-Z_][0-9a-zA-Z_+-]*")
 _NUMBER = re.compile(r"(?:[0-9+-]|\.[0-9])[0-9a-zA-Z_.+-]*")
@@ -226,6 +230,7 @@ class _Walker:
         self.unknown: list[_UnknownField] = []
         self.skipped: list[_UnknownField] = []      # FORK_FIELDS_SKIPPED, no warning
         self.top_level: list[tuple[str, int]] = []
+        self.depth = 0      # messages open around the current token
 
     # -- token helpers ------------------------------------------------------
     def peek(self) -> _Token:
@@ -340,8 +345,13 @@ class _Walker:
     def _walk_message_value(self, desc) -> None:
         tok = self.peek()
         if tok.kind == "symbol" and tok.text in _CLOSE:
+            if self.depth >= _MAX_NESTING:
+                raise self.tokens.error(f"messages nested more than {_MAX_NESTING} deep",
+                                        tok.start)
             self.i += 1
+            self.depth += 1
             self._walk_body(desc, close=_CLOSE[tok.text])
+            self.depth -= 1
         else:
             raise self._unexpected('"{"')
 

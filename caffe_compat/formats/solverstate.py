@@ -28,7 +28,8 @@ import numpy as np
 
 from caffe_compat.errors import WeightsFormatError
 from caffe_compat.formats.binaryproto import blob_field_chunks, decode_blob, write_chunks
-from caffe_compat.formats.hdf5_weights import dataset_to_array, is_hdf5
+from caffe_compat.formats.hdf5_weights import (dataset_to_array, hdf5_errors, is_hdf5,
+                                                read_dataset)
 from caffe_compat.formats.wire import (LEN, VARINT, WireReader, atomic_write, expect_wire_type,
                                        len_field, open_buffer, to_int32, varint_field)
 
@@ -81,40 +82,45 @@ def read_solverstate(path: PathLike) -> SolverState:
         return state
 
 
+def _first_value(f, key: str, path: str):
+    """The first element of a small dataset (``iter``, ``learned_net``, ``current_step``)."""
+    values = np.asarray(read_dataset(f[key], path)).reshape(-1)
+    if not values.size:
+        raise WeightsFormatError(path, None, f"a value in the '{key}' dataset (it is empty)")
+    return values[0]
+
+
+def _int_value(f, key: str, path: str) -> int:
+    value = _first_value(f, key, path)
+    if not isinstance(value, (np.integer, np.floating)) or not np.isfinite(value):
+        raise WeightsFormatError(path, None, f"an integer in the '{key}' dataset (got {value!r})")
+    return int(value)
+
+
 def _read_hdf5(path: str) -> SolverState:
     import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            for key in ("iter", "learned_net"):
-                if key not in f:
-                    raise WeightsFormatError(path, None, f"the '{key}' dataset (Caffe's "
-                                                         f"SnapshotSolverStateToHDF5 layout)")
-            learned = f["learned_net"][()]
-            if isinstance(learned, np.ndarray):
-                learned = learned.reshape(-1)[0]
-            if isinstance(learned, bytes):
-                learned = learned.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            history = []
-            if "history" in f:
-                group = f["history"]
-                count = len(group)
-                for index in range(count):
-                    if str(index) not in group:
-                        raise WeightsFormatError(path, None, f"history datasets 0..{count - 1} "
-                                                             f"(missing {index})")
-                    history.append(dataset_to_array(group[str(index)], path))
-            current_step = int(np.asarray(f["current_step"][()]).reshape(-1)[0]) \
-                if "current_step" in f else 0
-            return SolverState(iter=int(np.asarray(f["iter"][()]).reshape(-1)[0]),
-                               learned_net=str(learned), history=history,
-                               current_step=current_step)
-    # h5py reports a corrupt file as any of these (RuntimeError from the HDF5 C library,
-    # TypeError when a dataset turned into a group): all mean "not readable".
-    except (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError,
-            AttributeError) as exc:
-        if isinstance(exc, WeightsFormatError):
-            raise
-        raise WeightsFormatError(path, None, f"a readable HDF5 solver state ({exc})") from None
+    with hdf5_errors(path, "a readable HDF5 solver state"), h5py.File(path, "r") as f:
+        for key in ("iter", "learned_net"):
+            if key not in f:
+                raise WeightsFormatError(path, None, f"the '{key}' dataset (Caffe's "
+                                                     f"SnapshotSolverStateToHDF5 layout)")
+        learned = _first_value(f, "learned_net", path)
+        if isinstance(learned, bytes):
+            learned = learned.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        history = []
+        if "history" in f:
+            group = f["history"]
+            if not isinstance(group, h5py.Group):
+                raise WeightsFormatError(path, None, "a 'history' group (found a dataset)")
+            count = len(group)
+            for index in range(count):
+                if str(index) not in group:
+                    raise WeightsFormatError(path, None, f"history datasets 0..{count - 1} "
+                                                         f"(missing {index})")
+                history.append(dataset_to_array(group[str(index)], path))
+        current_step = _int_value(f, "current_step", path) if "current_step" in f else 0
+        return SolverState(iter=_int_value(f, "iter", path), learned_net=str(learned),
+                           history=history, current_step=current_step)
 
 
 def write_solverstate(path: PathLike, state: SolverState, *, format: Optional[str] = None) -> None:

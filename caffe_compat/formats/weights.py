@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 
-from caffe_compat.errors import WeightsFormatError
-
 
 def read_weights(path: str) -> list:
-    """Layer weights (objects with ``name``, ``type``, ``blobs``) from .caffemodel or .h5."""
+    """Layer weights (objects with ``name``, ``type``, ``blobs``) from .caffemodel or .h5.
+
+    A model without layers (an empty .caffemodel is an empty NetParameter) gives ``[]``,
+    as Caffe's CopyTrainedLayersFrom copies nothing from it.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
     from caffe_compat.formats.hdf5_weights import is_hdf5, read_hdf5_weights
     if is_hdf5(path):
         return list(read_hdf5_weights(path))
     from caffe_compat.formats.caffemodel import read_caffemodel
-    model = read_caffemodel(path)
-    # No layers is a valid (empty) NetParameter, as Caffe reads it; CaffeNet warns when
-    # a net with learnable layers gets nothing from a file.
-    return list(getattr(model, "layers", model))
+    return list(read_caffemodel(path).layers)

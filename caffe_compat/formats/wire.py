@@ -43,6 +43,7 @@ WIRE_TYPE_NAMES = {VARINT: "varint", FIXED64: "fixed64", LEN: "length-delimited"
 
 _MAX_VARINT_BYTES = 10
 _MAX_FIELD_NUMBER = (1 << 29) - 1
+_MAX_GROUP_DEPTH = 100   # protobuf's default recursion limit (CodedInputStream)
 
 Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
 
@@ -136,6 +137,15 @@ class WireReader:
         """Read one whole field (tag and value) and return it."""
         offset = self.pos
         number, wire_type = self.read_tag()
+        if wire_type == START_GROUP:
+            return self._read_group(number, offset)
+        if wire_type == END_GROUP:
+            # Outside of a group: fields() reports it.
+            return Field(number, wire_type, offset, self.pos, self.pos, 0)
+        return self._read_value(number, wire_type, offset)
+
+    def _read_value(self, number: int, wire_type: int, offset: int) -> Field:
+        """The value of a varint, fixed or length-delimited field whose tag was read."""
         if wire_type == VARINT:
             start = self.pos
             value = self.read_varint(f"the varint value of field {number}")
@@ -150,28 +160,38 @@ class WireReader:
             start = self.pos
             self.pos = start + length
             return Field(number, wire_type, offset, start, self.pos, length)
-        if wire_type == FIXED32:
-            start = self._take(4, f"the fixed32 value of field {number}")
-            return Field(number, wire_type, offset, start, self.pos,
-                         int.from_bytes(self.buf[start:start + 4], "little"))
-        if wire_type == FIXED64:
-            start = self._take(8, f"the fixed64 value of field {number}")
-            return Field(number, wire_type, offset, start, self.pos,
-                         int.from_bytes(self.buf[start:start + 8], "little"))
-        if wire_type == START_GROUP:
-            start = self.pos
-            while True:
-                if self.at_end():
-                    raise self.error(offset, f"an end-group tag closing group field {number}")
-                inner_at = self.pos
-                inner = self.read_field()
-                if inner.wire_type == END_GROUP:
-                    if inner.number != number:
-                        raise self.error(inner_at, f"the end-group tag of field {number} "
-                                                   f"(got one for field {inner.number})")
-                    return Field(number, wire_type, offset, start, inner_at, 0)
-        # END_GROUP outside of a group: return it to the group loop above, or fail.
-        return Field(number, wire_type, offset, self.pos, self.pos, 0)
+        size = 4 if wire_type == FIXED32 else 8
+        start = self._take(size, f"the {WIRE_TYPE_NAMES[wire_type]} value of field {number}")
+        return Field(number, wire_type, offset, start, self.pos,
+                     int.from_bytes(self.buf[start:start + size], "little"))
+
+    def _read_group(self, number: int, offset: int) -> Field:
+        """Skip a (deprecated) group up to its end-group tag, nested groups included.
+
+        Iterative, and nesting is limited like protobuf's parser (recursion limit 100),
+        so a run of start-group tags is an error, not a stack overflow.
+        """
+        start = self.pos
+        open_groups = [number]
+        while True:
+            if self.at_end():
+                raise self.error(offset, f"an end-group tag closing group field {open_groups[-1]}")
+            inner_at = self.pos
+            inner, wire_type = self.read_tag()
+            if wire_type == START_GROUP:
+                if len(open_groups) >= _MAX_GROUP_DEPTH:
+                    raise self.error(inner_at, f"groups nested at most {_MAX_GROUP_DEPTH} deep "
+                                               f"(protobuf's recursion limit)")
+                open_groups.append(inner)
+            elif wire_type == END_GROUP:
+                if inner != open_groups[-1]:
+                    raise self.error(inner_at, f"the end-group tag of field {open_groups[-1]} "
+                                               f"(got one for field {inner})")
+                open_groups.pop()
+                if not open_groups:
+                    return Field(number, START_GROUP, offset, start, inner_at, 0)
+            else:
+                self._read_value(inner, wire_type, inner_at)
 
     def fields(self) -> Iterator[Field]:
         """Yield the fields of the message until its end; a stray end-group tag is an error."""
