@@ -45,7 +45,7 @@ def export_onnx(net, path: str, outputs: Optional[Sequence[str]] = None) -> str:
     onnx = require("onnx")
     from caffe_compat.onnx_export.converter import onnx_model
     model = onnx_model(net, outputs)
-    if model.ByteSize() > 2 ** 31 - 2 ** 26:
+    if sum(len(t.raw_data) for t in model.graph.initializer) > 2 ** 31 - 2 ** 26:
         import os
         onnx.save_model(model, path, save_as_external_data=True,
                         location=os.path.basename(path) + ".data")

@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 #: Small int64 vectors (shapes, axes) are shared between nodes instead of repeated.
 _SHARED_CONSTANT_MAX = 16
@@ -26,7 +26,8 @@ class GraphBuilder:
 
     def __init__(self, reserved: Iterable[str] = ()):
         self.nodes: list = []
-        self.initializers: dict[str, onnx.TensorProto] = {}
+        #: initializer name -> its array (written into the graph once, at the end)
+        self.initializers: dict[str, np.ndarray] = {}
         self._reserved = set(reserved)
         self._used: set[str] = set()
         self._shared: dict[tuple, str] = {}
@@ -81,7 +82,7 @@ class GraphBuilder:
             if key in self._shared:
                 return self._shared[key]
         name = self.fresh(hint)
-        self.initializers[name] = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.initializers[name] = array
         if key is not None:
             self._shared[key] = name
         return name
@@ -98,12 +99,20 @@ class GraphBuilder:
                     if v == old:
                         seq[i] = new
         if old in self.initializers:
-            tensor = self.initializers.pop(old)
-            tensor.name = new
-            self.initializers[new] = tensor
+            self.initializers[new] = self.initializers.pop(old)
         for key, value in list(self._shared.items()):
             if value == old:
                 self._shared[key] = new
+
+    def write_initializers(self, graph: onnx.GraphProto, names: Iterable[str]) -> None:
+        """Append the named constants to ``graph`` as initializers (one copy of the data)."""
+        for name in names:
+            array = np.ascontiguousarray(self.initializers[name])
+            tensor = graph.initializer.add()
+            tensor.name = name
+            tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            tensor.dims.extend(array.shape)
+            tensor.raw_data = array.tobytes()
 
     def producers(self) -> dict[str, int]:
         """Value name -> index of the node producing it."""

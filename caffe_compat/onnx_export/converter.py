@@ -145,7 +145,8 @@ class _Conversion:
         self.inputs: list[str] = []
         self.expected: dict[str, tuple] = {}          # ONNX value -> (layer, top, shape)
 
-    def run(self) -> onnx.GraphProto:
+    def run(self) -> tuple:
+        """(graph without initializers, names of its initializers)."""
         needed = needed_layers(self.net, self.outputs)
         for node, layer in zip(self.net.graph.layers, self.net.caffe_layers):
             if node.index not in needed:
@@ -166,9 +167,9 @@ class _Conversion:
         graph_outputs = [helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT,
                                                        list(shapes[blob]))
                          for value, blob in zip(out_values, self.outputs)]
-        return helper.make_graph(self.builder.nodes, self.net.graph.name or "caffe_net",
-                                 graph_inputs, graph_outputs,
-                                 initializer=list(self.builder.initializers.values()))
+        graph = helper.make_graph(self.builder.nodes, self.net.graph.name or "caffe_net",
+                                  graph_inputs, graph_outputs)
+        return graph, list(self.builder.initializers)
 
     def _emit(self, node: LayerNode, layer: Layer) -> None:
         emitter = emitter_for(layer.type)
@@ -253,8 +254,34 @@ class _Conversion:
         return names
 
 
-def _check_shapes(model: onnx.ModelProto, expected: dict) -> None:
-    """Every exported top's inferred ONNX shape equals Caffe's (an exporter self-check)."""
+#: Constants with more elements than this are left out of the model the checks read
+#: (weights: the checker and shape inference need their shapes only).
+_CHECKED_CONSTANT_MAX = 4096
+
+
+def _make_model(graph: onnx.GraphProto, doc: str) -> onnx.ModelProto:
+    model = helper.make_model(graph, producer_name="caffe-compat",
+                              opset_imports=[helper.make_opsetid("", OPSET)], doc_string=doc)
+    model.ir_version = 7      # the IR of opset 13: readable by older runtimes too
+    return model
+
+
+def _check(graph: onnx.GraphProto, builder: GraphBuilder, constants: list,
+           expected: dict) -> None:
+    """The ONNX checker, then every exported top's inferred shape against Caffe's (an
+    exporter self-check), on a copy of the graph whose large constants are declared
+    inputs (same shapes, no data to serialize)."""
+    skeleton = onnx.GraphProto()
+    skeleton.CopyFrom(graph)
+    small = [n for n in constants if builder.initializers[n].size <= _CHECKED_CONSTANT_MAX]
+    builder.write_initializers(skeleton, small)
+    for name in constants:
+        array = builder.initializers[name]
+        if array.size > _CHECKED_CONSTANT_MAX:
+            skeleton.input.append(helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape)))
+    model = _make_model(skeleton, "")
+    onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     found = {}
     for info in list(inferred.graph.value_info) + list(inferred.graph.output):
@@ -281,12 +308,7 @@ def onnx_model(net: CaffeNet, outputs: Optional[Sequence[str]] = None,
         if name not in net.blob_shapes:
             raise OnnxExportError(name, "output", f"no blob named {name!r} in the net")
     conversion = _Conversion(net, outputs)
-    graph = conversion.run()
-    model = helper.make_model(graph, producer_name="caffe-compat",
-                              opset_imports=[helper.make_opsetid("", OPSET)],
-                              doc_string=doc or f"Caffe net '{net.graph.name}' exported by "
-                                                "caffe-compat")
-    model.ir_version = 7      # the IR of opset 13: readable by older runtimes too
-    onnx.checker.check_model(model)
-    _check_shapes(model, conversion.expected)
-    return model
+    graph, constants = conversion.run()
+    _check(graph, conversion.builder, constants, conversion.expected)
+    conversion.builder.write_initializers(graph, constants)
+    return _make_model(graph, doc or f"Caffe net '{net.graph.name}' exported by caffe-compat")

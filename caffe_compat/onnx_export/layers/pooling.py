@@ -112,21 +112,22 @@ def max_mask(ctx, x: str, plan: PoolPlan, shape: tuple) -> str:
     if plan.is_global:
         flat = ctx.reshape(x, tuple(shape[:2]) + (-1,))
         index = ctx.op("ArgMax", flat, axis=2, keepdims=1, select_last_index=0)
-        return ctx.op("Cast", ctx.reshape(index, tuple(shape[:2]) + (1, 1)), to=TensorProto.FLOAT)
+        return ctx.reshape(ctx.op("Cast", index, to=TensorProto.FLOAT), tuple(shape[:2]) + (1, 1))
     cells = window_cells(ctx, x, plan, -_FLT_MAX)
     stacked = ctx.op("Concat", *[ctx.op("Unsqueeze", c, ctx.ints([2], "axes")) for c in cells],
                      axis=2)
-    k = ctx.op("ArgMax", stacked, axis=2, keepdims=0, select_last_index=0)   # int64
-    kw = ctx.const(plan.kernel[1], "kernel_w", np.int64)
-    krow = ctx.op("Div", k, kw)
+    k = ctx.op("ArgMax", stacked, axis=2, keepdims=0, select_last_index=0)
+    # float arithmetic (exact for these small integers; OpenCV 4.11 divides int64 as float)
+    k = ctx.op("Cast", k, to=TensorProto.FLOAT)
+    kw = ctx.const(plan.kernel[1], "kernel_w")
+    krow = ctx.op("Floor", ctx.op("Div", k, kw))
     kcol = ctx.op("Sub", k, ctx.op("Mul", krow, kw))
     (oh, ow), (sh, sw), (ph, pw) = plan.out, plan.stride, plan.pad
-    row0 = (np.arange(oh, dtype=np.int64) * sh - ph).reshape(1, 1, oh, 1)
-    col0 = (np.arange(ow, dtype=np.int64) * sw - pw).reshape(1, 1, 1, ow)
-    rows = ctx.op("Add", krow, ctx.const(row0, "window_rows", np.int64))
-    cols = ctx.op("Add", kcol, ctx.const(col0, "window_cols", np.int64))
-    index = ctx.op("Add", ctx.op("Mul", rows, ctx.const(width, "width", np.int64)), cols)
-    return ctx.op("Cast", index, to=TensorProto.FLOAT)
+    row0 = (np.arange(oh) * sh - ph).reshape(1, 1, oh, 1)
+    col0 = (np.arange(ow) * sw - pw).reshape(1, 1, 1, ow)
+    rows = ctx.op("Add", krow, ctx.const(row0, "window_rows"))
+    cols = ctx.op("Add", kcol, ctx.const(col0, "window_cols"))
+    return ctx.op("Add", ctx.op("Mul", rows, ctx.const(width, "width")), cols)
 
 
 @emits("Pooling")
