@@ -146,7 +146,10 @@ class PoolPlan:
             return self._mx_pool(F, x, "avg")
         # Sum pooling over Caffe's divisor map (exact with an overhang, see module doc).
         total = self._mx_pool(F, x, "sum", convention="full")
-        ones = F.ones_like(F.slice(x, begin=(0, 0, None, None), end=(1, 1, None, None)))
+        # slice_axis, not slice: MXNet 1.9.1's slice of a channel range of a oneDNN
+        # blocked-layout array (a Convolution's output) dies with SIGFPE
+        first = F.slice_axis(F.slice_axis(x, axis=0, begin=0, end=1), axis=1, begin=0, end=1)
+        ones = F.ones_like(first)
         (ph, pw) = self.pad
         padded_ones = F.pad(ones, mode="constant", constant_value=1,
                             pad_width=(0, 0, 0, 0, ph, ph, pw, pw))
