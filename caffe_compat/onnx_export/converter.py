@@ -33,8 +33,8 @@ from caffe_compat.engine.graph import LayerNode
 from caffe_compat.engine.layer import Layer
 from caffe_compat.engine.network import CaffeNet, is_source_layer
 from caffe_compat.onnx_export.builder import GraphBuilder
-from caffe_compat.onnx_export.registry import (OnnxExportError, emitter_for, exported_types,
-                                               refusal_for)
+from caffe_compat.onnx_export.registry import (OnnxExportError, OnnxLayerError, emitter_for,
+                                               exported_types, refusal_for)
 
 #: The ONNX opset written: run by onnxruntime >= 1.8, OpenCV >= 4.5, TensorRT >= 8.
 OPSET = 13
@@ -105,11 +105,11 @@ class LayerContext:
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         return self.op("Reshape", x, self.ints(shape, "shape"))
 
-    def refuse(self, reason: str) -> OnnxExportError:
+    def refuse(self, reason: str) -> OnnxLayerError:
         path, line = self.layer.source
-        return OnnxExportError(self.layer.name, self.layer.type,
-                               f"cannot be exported to ONNX exactly: {reason}", path=path,
-                               line=line)
+        return OnnxLayerError(self.layer.name, self.layer.type,
+                              f"cannot be exported to ONNX exactly: {reason}", path=path,
+                              line=line)
 
 
 def needed_layers(net: CaffeNet, outputs: Sequence[str]) -> set:
@@ -123,7 +123,7 @@ def needed_layers(net: CaffeNet, outputs: Sequence[str]) -> set:
     return needed
 
 
-def _unsupported(layer: Layer) -> OnnxExportError:
+def _unsupported(layer: Layer) -> OnnxLayerError:
     path, line = layer.source
     reason = refusal_for(layer.type)
     if reason is not None:
@@ -131,7 +131,7 @@ def _unsupported(layer: Layer) -> OnnxExportError:
     else:
         message = ("no ONNX exporter for this layer type; exported types: "
                    + ", ".join(exported_types()))
-    return OnnxExportError(layer.name, layer.type, message, path=path, line=line)
+    return OnnxLayerError(layer.name, layer.type, message, path=path, line=line)
 
 
 class _Conversion:
@@ -179,10 +179,10 @@ class _Conversion:
         for j, blob in enumerate(node.bottoms):
             value = self.values.get(blob)
             if value is None:
-                raise OnnxExportError(layer.name, layer.type,
-                                      f"bottom {j} ('{blob}') is a top the exporter does not "
-                                      "write (see the layer that produces it)",
-                                      path=layer.source[0], line=layer.source[1])
+                raise OnnxLayerError(layer.name, layer.type,
+                                     f"bottom {j} ('{blob}') is a top the exporter does not "
+                                     "write (see the layer that produces it)",
+                                     path=layer.source[0], line=layer.source[1])
             inputs.append(value)
         first_node = len(self.builder.nodes)
         constants_before = set(self.builder.initializers)
@@ -228,8 +228,7 @@ class _Conversion:
         for blob in self.outputs:
             value = self.values.get(blob)
             if value is None:
-                raise OnnxExportError(blob, "output", "this blob is not written by the exported "
-                                      "graph (its layer leaves that top out)")
+                raise OnnxExportError(f"output blob '{blob}' is a top the exporter does not write")
             if value == blob:
                 names.append(blob)
                 continue
@@ -281,8 +280,11 @@ def _check(graph: onnx.GraphProto, builder: GraphBuilder, constants: list,
             skeleton.input.append(helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape)))
     model = _make_model(skeleton, "")
-    onnx.checker.check_model(model)
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    try:
+        onnx.checker.check_model(model)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise OnnxExportError(f"exporter bug: ONNX rejects the graph written: {exc}") from exc
     found = {}
     for info in list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = info.type.tensor_type.shape.dim
@@ -290,10 +292,10 @@ def _check(graph: onnx.GraphProto, builder: GraphBuilder, constants: list,
             found[info.name] = tuple(d.dim_value for d in dims)
     for value, (layer, j, shape) in expected.items():
         if value in found and found[value] != shape:
-            raise OnnxExportError(layer.name, layer.type,
-                                  f"exporter bug: ONNX gives top {j} ('{value}') shape "
-                                  f"{found[value]}, Caffe's is {shape}",
-                                  path=layer.source[0], line=layer.source[1])
+            raise OnnxLayerError(layer.name, layer.type,
+                                 f"exporter bug: ONNX gives top {j} ('{value}') shape "
+                                 f"{found[value]}, Caffe's is {shape}",
+                                 path=layer.source[0], line=layer.source[1])
 
 
 def onnx_model(net: CaffeNet, outputs: Optional[Sequence[str]] = None,
@@ -304,9 +306,11 @@ def onnx_model(net: CaffeNet, outputs: Optional[Sequence[str]] = None,
     :class:`OnnxExportError` naming the first layer that cannot be exported exactly.
     """
     outputs = list(outputs) if outputs is not None else list(net.output_names)
+    if not outputs:
+        raise OnnxExportError(f"net '{net.graph.name}' has no output blobs to export")
     for name in outputs:
         if name not in net.blob_shapes:
-            raise OnnxExportError(name, "output", f"no blob named {name!r} in the net")
+            raise OnnxExportError(f"no blob named {name!r} in net '{net.graph.name}'")
     conversion = _Conversion(net, outputs)
     graph, constants = conversion.run()
     _check(graph, conversion.builder, constants, conversion.expected)

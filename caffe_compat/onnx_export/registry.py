@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from caffe_compat.errors import LayerError
+from caffe_compat.errors import CaffeCompatError, LayerError
 
 #: Caffe type -> emitter(ctx) -> list of ONNX value names (one per top).
 EMITTERS: dict[str, Callable] = {}
@@ -25,7 +25,11 @@ EMITTERS: dict[str, Callable] = {}
 REFUSALS: dict[str, str] = {}
 
 
-class OnnxExportError(LayerError):
+class OnnxExportError(CaffeCompatError):
+    """The net cannot be exported as asked (an unknown output blob, nothing to export)."""
+
+
+class OnnxLayerError(LayerError, OnnxExportError):
     """A layer that cannot be written as ONNX exactly; the message names the layer, its
     type, its prototxt line and the reason."""
 
