@@ -43,6 +43,11 @@ setup(
         "lmdb",    # Data layers with backend LMDB (small binary wheel)
         "plyvel",  # Data layers with backend LEVELDB (Caffe's default backend)
     ],
-    extras_require={"test": ["pytest", "grpcio-tools==1.85.1"]},  # grpcio-tools: the schema staleness test
+    extras_require={
+        # onnx < 1.17 / onnxruntime < 1.20: the last releases that install beside numpy 1.23
+        "onnx": ["onnx>=1.13,<1.17", "onnxruntime>=1.14,<1.20"],
+        # grpcio-tools: the schema staleness test; onnx/onnxruntime: the ONNX export tests
+        "test": ["pytest", "grpcio-tools==1.85.1", "onnx>=1.13,<1.17", "onnxruntime>=1.14,<1.20"],
+    },
     entry_points={"console_scripts": ["caffe-compat=caffe_compat.cli.main:main"]},
 )
