@@ -171,3 +171,41 @@ def test_fused_batchnorm_scale_matches_caffe_and_refolds_on_load(tmp_path):
     assert gh.rel_err(after, gs.npz["data/prob"]) <= 1e-5 and not np.allclose(before, after)
     assert net.fuse_batchnorm_scale(False) == 0
     assert gh.rel_err(net(x).asnumpy(), gs.npz["data/prob"]) <= 1e-5
+
+
+ROWS_LAYER = '''
+import numpy as np
+import caffe_compat as caffe
+
+class Rows(caffe.Layer):
+    """Like py-faster-rcnn's proposal layer: declares one row, produces three."""
+    def setup(self, bottom, top): pass
+    def reshape(self, bottom, top): top[0].reshape(1, 2)
+    def forward(self, bottom, top):
+        top[0].reshape(3, 2)
+        top[0].data[...] = np.arange(6).reshape(3, 2) + bottom[0].data.sum()
+    def backward(self, top, propagate_down, bottom): pass
+'''
+
+
+def test_layers_after_a_data_dependent_top_size_reshape_in_the_block(tmp_path, monkeypatch):
+    """The engine block re-shapes the layers after a top whose size depends on the data,
+    as Caffe's Net::Forward does (it kept the build-time (1, 1, 2) and broke)."""
+    (tmp_path / "rows_layer.py").write_text(ROWS_LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    proto = tmp_path / "net.prototxt"
+    proto.write_text('''
+input: "data" input_shape { dim: 1 dim: 4 }
+layer { name: "rows" type: "Python" bottom: "data" top: "rows"
+        python_param { module: "rows_layer" layer: "Rows" } }
+layer { name: "reshape" type: "Reshape" bottom: "rows" top: "r"
+        reshape_param { shape { dim: -1 dim: 1 dim: 2 } } }
+layer { name: "scale" type: "Power" bottom: "r" top: "out" power_param { scale: 2 } }
+''')
+    block = CaffeNet.from_prototxt(str(proto))
+    out = block(mx.nd.ones((1, 4))).asnumpy()
+    expected = 2 * (np.arange(6).reshape(3, 1, 2) + 4)
+    np.testing.assert_array_equal(out, expected)
+    net = caffe_compat.Net(str(proto), caffe_compat.TEST)   # pycaffe's path agrees
+    net.blobs["data"].data[...] = 1
+    np.testing.assert_array_equal(net.forward()["out"], expected)

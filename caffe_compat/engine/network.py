@@ -265,29 +265,37 @@ class CaffeNet(mx.gluon.HybridBlock):
         return out[0] if len(out) == 1 else tuple(out)
 
     def run_layers(self, F, values: dict, start: int, end: int, any_input,
-                   on_top=None, blocked=None) -> None:
+                   on_top=None, blocked=None, fuse: bool = True) -> None:
         """Run layers ``start..end`` (inclusive) over the blob-name -> value map.
 
         ``on_top(i, name, value)`` may replace a top's value as it is produced (pycaffe's
         fast path adds its gradient taps there); ``blocked(i)`` names the bottom indices
         of layer i that must pass no gradient (Caffe's bottom_need_backward false).
-        ``any_input`` is an array of the trace, for layers without bottoms.
+        ``any_input`` is an array of the trace, for layers without bottoms. ``fuse=False``
+        runs fused BatchNorm+Scale pairs as their two layers (every blob value kept).
         """
-        fused_away = set(self._fused.values())
+        fused = self._fused if fuse else {}
+        fused_away = set(fused.values())
         for i in range(start, end + 1):
             node, layer = self.graph.layers[i], self.caffe_layers[i]
             if i in fused_away:
                 continue
-            if i in self._fused and self._fused[i] <= end:
-                sc_node = self.graph.layers[self._fused[i]]
+            if i in fused and fused[i] <= end:
+                sc_node = self.graph.layers[fused[i]]
                 y = self._fused_batchnorm_scale(F, values[node.bottoms[0]], layer,
-                                                self.caffe_layers[self._fused[i]])
+                                                self.caffe_layers[fused[i]])
                 values[node.tops[0]] = y
                 values[sc_node.tops[0]] = y
                 continue
             if is_source_layer(layer) or not node.tops:
                 continue
             bottoms = [values[b] for b in node.bottoms]
+            if F is mx.nd and bottoms:
+                # After a data-dependent top size (Proposal, DetectionOutput) the layers
+                # downstream re-shape, as Caffe's Net::Forward reshapes every layer.
+                shapes = [tuple(x.shape) for x in bottoms]
+                if shapes != [tuple(s) if s else (1,) for s in layer.bottom_shapes]:
+                    shape_layer(layer, shapes, first=False)
             for j in (blocked(i) if blocked is not None else ()):
                 bottoms[j] = F.BlockGrad(bottoms[j])
             if layer.passes_bottom_through():
