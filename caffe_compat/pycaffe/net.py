@@ -22,7 +22,32 @@ from caffe_compat.context import current_context
 from caffe_compat.engine.build import shape_layer
 from caffe_compat.engine.graph import build_graph
 from caffe_compat.engine.network import CaffeNet, _as_list, is_source_layer
+from caffe_compat.pycaffe.fast_path import Segment, plan, restore_grads, snapshot_grads
 from caffe_compat.pycaffe.synced import GradArray, ParamArray, SyncedArray
+
+
+class _LayerTape:
+    """One layer's recorded forward: its bottoms as leaves, its tops."""
+
+    def __init__(self, valid: tuple, leaves: list, tops: list):
+        self.valid, self.leaves, self.tops = valid, leaves, tops
+
+
+class _SegmentTape:
+    """One segment's recorded forward; ``valid`` is the part later forwards left intact."""
+
+    def __init__(self, valid: tuple, graph, leaves: list, outputs: list):
+        self.valid, self.graph, self.leaves, self.outputs = valid, graph, leaves, outputs
+
+
+def _run_backward(outputs: list, heads: list) -> None:
+    if not outputs:
+        return
+    try:
+        mx.autograd.backward(outputs, head_grads=heads, retain_graph=True)
+    except mx.base.MXNetError as exc:
+        if "not in a computational graph" not in str(exc):
+            raise
 
 
 class Blob:
@@ -127,7 +152,14 @@ def _parse_net_args(args, kwargs) -> tuple:
 
 
 class Net:
-    """``caffe.Net(prototxt, [weights,] phase, level=0, stages=None, weights=None)``."""
+    """``caffe.Net(prototxt, [weights,] phase, level=0, stages=None, weights=None)``.
+
+    ``net.fast_path`` (default True) runs each run of traceable layers as one cached,
+    hybridized graph (:mod:`caffe_compat.pycaffe.fast_path`); False runs every layer as
+    its own call. Both give the same blobs, diffs and parameter diffs.
+    """
+
+    fast_path: bool = True
 
     def __init__(self, network_file, *args, **kwargs):
         from caffe_compat.formats.net_filter import filter_net
@@ -167,7 +199,9 @@ class Net:
         self.blobs = OrderedDict((b, Blob(self._data[b], self._diff[b])) for b in graph.blob_names)
         self._set_grad_reqs()
         self._build_param_views()
-        self._tape: dict[int, tuple] = {}
+        self._tapes: dict = {}
+        self._plans: dict = {}
+        self._segments: dict = {}
         self._record = any(node.need_backward for node in graph.layers)
 
     def _set_grad_reqs(self) -> None:
@@ -254,8 +288,8 @@ class Net:
             a.begin_call()
         # Layers read their Gluon Parameters directly: push user writes to them now.
         for blob in self._param_blobs:
-            blob._data.device()
-            blob._diff.device()
+            blob._data.sync_to_device()
+            blob._diff.sync_to_device()
         self._sync_shapes()
 
     def _end_call(self) -> None:
@@ -279,80 +313,173 @@ class Net:
                 self._diff[b].fill = self._loss_weights[b]
 
     # ---- forward / backward ----------------------------------------------------------
+    def _steps(self, start: int, end: int) -> list:
+        key = (start, end, self.fast_path)
+        steps = self._plans.get(key)
+        if steps is None:
+            steps = self._plans[key] = plan(self._block, start, end, enabled=self.fast_path)
+        return steps
+
+    def _segment(self, bounds: tuple) -> Segment:
+        segment = self._segments.get(bounds)
+        if segment is None:
+            segment = self._segments[bounds] = Segment(self._block, *bounds)
+        return segment
+
     def _forward(self, start: int, end: int) -> float:
-        loss = 0.0
-        layers = self._block.caffe_layers
-        for i in range(start, end + 1):
-            node, layer = self._graph.layers[i], layers[i]
-            if is_source_layer(layer):
-                produce = getattr(layer, "next_batch", None)
-                if produce is not None:
-                    for top, arr in zip(node.tops, produce()):
-                        if arr is None:      # the layer keeps this top as it is (DummyData constant)
-                            continue
-                        self._data[top].set_device(mx.nd.array(arr, ctx=self._ctx, dtype="float32"))
-                continue
-            bottoms = [self._data[b].device() for b in node.bottoms]
-            shapes = [tuple(x.shape) for x in bottoms]
-            if shapes != [tuple(s) if s else (1,) for s in layer.bottom_shapes]:
-                shape_layer(layer, [self._data[b].shape for b in node.bottoms], first=False)
-            if self._record and node.need_backward:
-                leaves = []
-                for x in bottoms:
-                    leaf = x.detach()
-                    leaf.attach_grad()
-                    leaves.append(leaf)
-                with mx.autograd.record():
-                    tops = _as_list(layer(*leaves))
-                self._tape[i] = (leaves, tops)
+        self._retire_tapes(start, end)
+        for kind, where in self._steps(start, end):
+            if kind == "source":
+                self._forward_source(where)
+            elif kind == "layer":
+                self._forward_layer(where)
             else:
-                tops = _as_list(layer(*bottoms))
-                self._tape.pop(i, None)
-            for name, value in zip(node.tops, tops):
-                self._data[name].set_device(value)
-                # a data-dependent top size (proposals, detections): the diff follows it
-                if self._diff[name].shape_for_device() != tuple(value.shape):
-                    self._diff[name].reshape(self._data[name].shape)
-            after = getattr(layer, "after_forward", None)
-            if after is not None:
-                after()
-                for blob in self.layers[i].blobs:
-                    blob._data.device_changed()
+                self._forward_segment(self._segment(where))
+        loss = 0.0
+        for i in range(start, end + 1):
+            node, layer = self._graph.layers[i], self._block.caffe_layers[i]
             for name, w in zip(node.tops, layer.loss_weights(len(node.tops))):
                 if w:
                     loss += w * float(self._data[name].device().sum().asscalar())
         return loss
 
-    def _backward(self, start: int, end: int) -> None:
-        layers = self._block.caffe_layers
-        for i in range(start, end - 1, -1):
-            node, layer = self._graph.layers[i], layers[i]
-            if not node.need_backward or i not in self._tape:
+    def _retire_tapes(self, start: int, end: int) -> None:
+        """A new forward of ``start..end`` replaces what earlier recordings hold there;
+        the rest of an earlier recording stays valid (Caffe's blobs outside the range
+        keep their values, so their Backward still uses them)."""
+        for key, tape in list(self._tapes.items()):
+            lo, hi = tape.valid
+            if hi < start or lo > end:
                 continue
-            if not getattr(layer, "has_backward", True):
-                continue
-            leaves, tops = self._tape[i]
-            for leaf in leaves:
-                leaf.grad[:] = 0
-            heads, outs = [], []
-            for name, top in zip(node.tops, tops):
-                head = self._diff[name].device().reshape(top.shape)
-                if any(top is leaf for leaf in leaves):
-                    for leaf in leaves:
-                        if top is leaf:
-                            leaf.grad[:] += head
+            if lo < start:
+                tape.valid = (lo, start - 1)
+            elif hi > end:
+                tape.valid = (end + 1, hi)
+            else:
+                del self._tapes[key]
+
+    def _forward_source(self, i: int) -> None:
+        produce = getattr(self._block.caffe_layers[i], "next_batch", None)
+        if produce is not None:
+            for top, arr in zip(self._graph.layers[i].tops, produce()):
+                if arr is None:      # the layer keeps this top as it is (DummyData constant)
                     continue
-                outs.append(top)
-                heads.append(head)
-            if outs:
-                try:
-                    mx.autograd.backward(outs, head_grads=heads, retain_graph=True)
-                except mx.base.MXNetError as exc:
-                    if "not in a computational graph" not in str(exc):
-                        raise
-            for j, b in enumerate(node.bottoms):
-                if node.bottom_need_backward[j]:
-                    self._diff[b].set_device(leaves[j].grad.copy())
+                self._data[top].set_device(mx.nd.array(arr, ctx=self._ctx, dtype="float32"))
+
+    def _set_top(self, name: str, value: mx.nd.NDArray) -> None:
+        self._data[name].set_device(value)
+        # a data-dependent top size (proposals, detections): the diff follows it
+        if self._diff[name].shape_for_device() != tuple(value.shape):
+            self._diff[name].reshape(self._data[name].shape)
+
+    def _forward_layer(self, i: int) -> None:
+        node, layer = self._graph.layers[i], self._block.caffe_layers[i]
+        bottoms = [self._data[b].device() for b in node.bottoms]
+        shapes = [tuple(x.shape) for x in bottoms]
+        if shapes != [tuple(s) if s else (1,) for s in layer.bottom_shapes]:
+            shape_layer(layer, [self._data[b].shape for b in node.bottoms], first=False)
+        if self._record and node.need_backward:
+            leaves = []
+            for x in bottoms:
+                leaf = x.detach()
+                leaf.attach_grad()
+                leaves.append(leaf)
+            with mx.autograd.record():
+                tops = _as_list(layer(*leaves))
+            self._tapes[("layer", i)] = _LayerTape((i, i), leaves, tops)
+        else:
+            tops = _as_list(layer(*bottoms))
+        for name, value in zip(node.tops, tops):
+            self._set_top(name, value)
+
+    def _forward_segment(self, segment: Segment) -> None:
+        inputs = [self._data[b].device() for b in segment.input_names]
+        recording = self._record and segment.any_need_backward
+        graph = segment.graph([tuple(x.shape) for x in inputs], recording)
+        if recording:
+            leaves = []
+            for x in inputs:
+                leaf = x.detach()
+                leaf.attach_grad()
+                leaves.append(leaf)
+            with mx.autograd.record():
+                outputs = _as_list(graph(*leaves, *graph.make_taps(self._ctx)))
+            self._tapes[("segment", segment.start)] = _SegmentTape(
+                (segment.start, segment.end), graph, leaves, outputs)
+        else:
+            outputs = _as_list(graph(*inputs))
+        for name, slot in graph.slot_of_blob.items():
+            self._set_top(name, outputs[slot])
+
+    def _backward(self, start: int, end: int) -> None:
+        tapes = sorted(self._tapes.values(), key=lambda t: t.valid[0], reverse=True)
+        for tape in tapes:
+            lo, hi = max(tape.valid[0], end), min(tape.valid[1], start)
+            if lo > hi:
+                continue
+            if isinstance(tape, _LayerTape):
+                self._backward_layer(tape)
+            else:
+                self._backward_segment(tape, lo, hi)
+
+    def _backward_layer(self, tape: "_LayerTape") -> None:
+        i = tape.valid[0]
+        node, layer = self._graph.layers[i], self._block.caffe_layers[i]
+        if not getattr(layer, "has_backward", True):
+            return
+        leaves, tops = tape.leaves, tape.tops
+        for leaf in leaves:
+            leaf.grad[:] = 0
+        heads, outs = [], []
+        for name, top in zip(node.tops, tops):
+            head = self._diff[name].device().reshape(top.shape)
+            if any(top is leaf for leaf in leaves):
+                for leaf in leaves:
+                    if top is leaf:
+                        leaf.grad[:] += head
+                continue
+            outs.append(top)
+            heads.append(head)
+        _run_backward(outs, heads)
+        for j, b in enumerate(node.bottoms):
+            if node.bottom_need_backward[j]:
+                self._diff[b].set_device(leaves[j].grad.copy())
+        for blob in self.layers[i].blobs:
+            blob._diff.device_changed()
+
+    def _backward_segment(self, tape: "_SegmentTape", lo: int, hi: int) -> None:
+        """Caffe's Backward of layers ``lo..hi`` through one recorded segment graph."""
+        graph, segment = tape.graph, tape.graph.segment
+        consumed_within = {v for (i, j), v in segment.consumed.items() if lo <= i <= hi}
+        heads: dict = {}
+        for v, (i, blob) in enumerate(segment.versions):
+            if lo <= i <= hi and v not in consumed_within:
+                slot = graph.slot_of_version[v]
+                head = self._diff[blob].device().reshape(tape.outputs[slot].shape)
+                # a copy: a static graph's backward may hand the head's memory on as
+                # the gradient of a tap, which the next backward zeroes
+                heads[slot] = heads[slot] + head if slot in heads else head.copy()
+        if not heads:           # every head is zero: the diffs written are zeros
+            v = next(v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)
+            slot = graph.slot_of_version[v]
+            heads[slot] = mx.nd.zeros(tape.outputs[slot].shape, ctx=self._ctx)
+        below = [p for i in range(segment.start, lo) for p in self._block.caffe_layers[i].blobs()]
+        saved = snapshot_grads(below, self._ctx)
+        # (no zeroing: a graph's backward writes every input gradient, zeros where no
+        # gradient reaches)
+        _run_backward([tape.outputs[s] for s in heads], list(heads.values()))
+        restore_grads(saved, self._ctx)
+        # Each bottom diff is written by its lowest consumer in lo..hi (Caffe's last write).
+        written: dict = {}
+        for (i, j), v in sorted(segment.consumed.items(), reverse=True):
+            if lo <= i <= hi and segment.carries_gradient(i, j):
+                written[self._graph.layers[i].bottoms[j]] = v
+        tap_grad = {v: tap.grad for v, tap in zip(segment.tapped, graph.taps)}
+        leaf_grad = {name: leaf.grad for name, leaf in zip(segment.input_names, tape.leaves)}
+        for blob, v in written.items():
+            grad = leaf_grad[v[1]] if isinstance(v, tuple) else tap_grad[v]
+            self._diff[blob].set_device(grad.copy())
+        for i in range(lo, hi + 1):
             for blob in self.layers[i].blobs:
                 blob._diff.device_changed()
 
@@ -512,6 +639,8 @@ class Net:
                                       f"the source's {p.shape}")
                 layer.share_blob(mine, p)
         self._block._clear_cached_op()
+        for segment in self._segments.values():
+            segment.clear()
         self._build_param_views()
 
     def save(self, path: str) -> None:

@@ -3,11 +3,15 @@
 A blob's value lives on the MXNet device while the engine runs and in a numpy buffer
 once a user has asked for it. numpy writes cannot be observed, so a buffer handed out
 to the user is treated as possibly modified at every API entry (forward, backward,
-solver step): it is uploaded before use, and the device result is copied back INTO THE
-SAME numpy buffer afterwards, so references taken earlier stay live until a reshape.
+solver step) while the user still holds it (or a view of it): it is uploaded before use,
+and the device result is copied back INTO THE SAME numpy buffer afterwards, so references
+taken earlier stay live until a reshape. Once no reference but ours is left, the buffer is
+uploaded one last time and then no longer (Caffe's SyncedMemory in GPU mode does the same
+upload for every ``mutable_cpu_data`` a script takes).
 """
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import mxnet as mx
@@ -55,6 +59,18 @@ class SyncedArray:
         """An API entry: an exported buffer may have been written by the user."""
         if self.exported and self._head == _SYNCED:
             self._head = _HOST
+            # No one else holds the buffer: after this upload it is no longer re-uploaded.
+            self.exported = self._held()
+
+    def _held(self) -> bool:
+        """Someone besides us holds the numpy buffer or a view of it (our attribute and
+        getrefcount's argument are the two references we account for)."""
+        return sys.getrefcount(self._host) > 2
+
+    def sync_to_device(self) -> None:
+        """Upload now if the numpy side is newer (what device() does on demand)."""
+        if self._head == _HOST:
+            self.device()
 
     def device(self) -> mx.nd.NDArray:
         """The value on the device (uploaded from numpy when the host copy is newer)."""
@@ -80,9 +96,13 @@ class SyncedArray:
         self._head = _DEVICE
 
     def end_call(self) -> None:
-        """An API exit: refresh exported numpy buffers in place."""
+        """An API exit: refresh exported numpy buffers in place (a buffer no one holds
+        any more is refreshed when next asked for instead)."""
         if self.exported and self._head == _DEVICE:
-            self._download()
+            if self._held():
+                self._download()
+            else:
+                self.exported = False
 
     def _download(self) -> None:
         value = self._dev.asnumpy()
@@ -104,9 +124,12 @@ class ParamArray(SyncedArray):
 
     def device(self) -> mx.nd.NDArray:
         if self._head == _HOST:
-            self.param.set_data(mx.nd.array(self._host, dtype="float32"))
-            self._head = _SYNCED
+            self._upload()
         return self.param.data(self.ctx)
+
+    def _upload(self) -> None:
+        self.param.set_data(mx.nd.array(self._host, dtype="float32"))
+        self._head = _SYNCED
 
     def device_changed(self) -> None:
         """The Parameter changed on the device (solver step, copy_from, BN statistics)."""
@@ -134,6 +157,10 @@ class GradArray(SyncedArray):
 
     def has_grad(self) -> bool:
         return self.param.grad_req != "null"
+
+    def sync_to_device(self) -> None:
+        if self.has_grad():         # without a gradient the numpy side is the only copy
+            super().sync_to_device()
 
     def device(self) -> mx.nd.NDArray:
         if not self.has_grad():
