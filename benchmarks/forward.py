@@ -83,7 +83,7 @@ def onednn_fused(net: CaffeNet, xn: mx.nd.NDArray, exact: np.ndarray):
     """(ms, drift) of the block after MXNet's oneDNN subgraph fusion, or (None, reason)."""
     try:
         fused = CaffeNet(net.graph, net.phase, input_shapes={net.input_names[0]: xn.shape})
-        fused.load_layer_blobs(net.layer_blobs())
+        fused.load_layer_blobs([(n, blobs) for n, _, blobs in net.layer_blobs()])
         fused.optimize_for(xn, backend="MKLDNN", static_alloc=True, static_shape=True)
         out = fused(xn).asnumpy()
         drift = float(np.linalg.norm(out - exact) / np.linalg.norm(exact))

@@ -81,10 +81,17 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
         for name in net.outputs:
             net.blobs[name].diff[...] = 0.25
         net.backward(end=low)
+    elif script == "stale":                 # the layers above `end` keep the first recording
+        net.forward()
+        net.blobs[net.inputs[0]].data[...] *= -1
+        net.forward(end=mid)
+        for name in net.outputs:
+            net.blobs[name].diff[...] = 0.5
+        net.backward()
     return state(net)
 
 
-@pytest.mark.parametrize("script", ["full", "dream", "partial"])
+@pytest.mark.parametrize("script", ["full", "dream", "partial", "stale"])
 @pytest.mark.parametrize("name", gh.SETS)
 def test_fast_path_equals_layer_by_layer(name, script, tmp_path):
     gs = gh.load(name)

@@ -404,7 +404,7 @@ class Net:
                 leaves.append(leaf)
             with mx.autograd.record():
                 outputs = _as_list(graph(*leaves, *graph.make_taps(self._ctx)))
-            self._tapes[("segment", segment.start)] = _SegmentTape(
+            self._tapes[("segment", segment.start, segment.end)] = _SegmentTape(
                 (segment.start, segment.end), graph, leaves, outputs)
         else:
             outputs = _as_list(graph(*inputs))
