@@ -3,11 +3,14 @@
 Used by ``tests/test_corpus_run.py`` (and runnable by hand: ``python tests/corpus_harness.py
 NET.prototxt ...`` prints one JSON result per net). For every net file:
 
-1. read it and build it through ``caffe_compat.Net(path, TEST)``, as a user would;
+1. read and build it (blob shapes, no fillers drawn);
 2. give every learnable blob deterministic random values (seeded by the file's relative
-   path), written to a ``.caffemodel`` with caffe-compat's writer and loaded back with
-   ``net.copy_from`` (so OpenCV reads the very same file);
-3. feed deterministic inputs (uniform in [-1, 1]; ``im_info``/``rois`` get valid values);
+   path), written to a ``.caffemodel`` with caffe-compat's writer, and load the net with
+   them through the pycaffe API, ``caffe_compat.Net(path, weights, TEST)``, as a user would
+   (OpenCV reads the very same files);
+3. feed deterministic inputs (uniform in [-1, 1]; ``im_info``/``rois`` get valid values); a
+   net whose inputs are all batches of N > 1 images runs at batch 1 when it builds so
+   (every layer computes a batch's images independently; OpenCV gets the same input);
 4. run ``net.forward()`` and OpenCV's ``readNetFromCaffe`` on the same prototxt, weights and
    inputs, and compare every net output (rel. L2); a Softmax output is compared through
    its input, since random deep nets saturate it.
@@ -104,6 +107,22 @@ def random_blobs(layer_type: str, shapes: list, rng) -> list:
     return blobs
 
 
+def _batch_one_shapes(block) -> dict:
+    """Batch-1 shapes for a net whose inputs are all batches of images (N > 1), when it
+    builds at batch 1; else {}. Every layer computes a batch's images independently (and
+    OpenCV gets the same batch), so one image proves what ten do at a tenth of the time."""
+    shapes = {n: block.blob_shapes[n] for n in block.input_names}
+    if not shapes or any(len(s) != 4 or s[0] <= 1 for s in shapes.values()):
+        return {}
+    wanted = {n: (1,) + tuple(s[1:]) for n, s in shapes.items()}
+    try:
+        block.reshape(wanted)
+    except Exception:       # a net whose shapes hold the batch size: run it as declared
+        block.reshape(shapes)
+        return {}
+    return wanted
+
+
 def _feeds(net, rng) -> dict:
     import numpy as np
     feeds = {}
@@ -153,6 +172,7 @@ def run_net(path: str, workdir: str) -> dict:
     import numpy as np
     import cv2
     import caffe_compat as caffe
+    from caffe_compat.engine.network import CaffeNet
     from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
     from caffe_compat.recipes import fcn, py_faster_rcnn
 
@@ -163,30 +183,35 @@ def run_net(path: str, workdir: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            net = caffe.Net(path, caffe.TEST)
+            # the shapes first, without drawing fillers the random weights replace
+            block = CaffeNet.from_prototxt(path, caffe.TEST, fill=False)
         except Exception as exc:          # classified by the caller
             result.update(status="build-error", error=f"{type(exc).__name__}: {exc}"[:800])
             return result
-    block = net.block
     sources = sorted({l.type for l in block.caffe_layers
                       if l.type in FILE_SOURCES or (l.type == "Python" and l.name in ("data", "input-data"))})
-    if sources or not net.inputs:
+    if sources or not block.input_names:
         result.update(status="no-declared-input", sources=sources)
         return result
+    batch_one = _batch_one_shapes(block)
     rng = np.random.default_rng(_seed_for(path))
-    weights = []
-    for layer in net.layers:
-        if layer.blobs:
-            arrays = random_blobs(layer.type, [tuple(b.data.shape) for b in layer.blobs], rng)
+    weights, seen = [], set()
+    for layer in block.caffe_layers:
+        if layer.blob_names and layer.name not in seen:   # a shared-name layer appears once
+            seen.add(layer.name)
+            arrays = random_blobs(layer.type, [tuple(p.shape) for p in layer.blobs()], rng)
             weights.append(LayerWeights(layer.name, layer.type, arrays))
-    seen, unique = set(), []
-    for w in weights:                      # a shared-name layer appears once in the file
-        if w.name not in seen:
-            seen.add(w.name)
-            unique.append(w)
     cm = os.path.join(workdir, "weights.caffemodel")
-    write_caffemodel(cm, unique)
-    net.copy_from(cm)
+    write_caffemodel(cm, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = caffe.Net(path, cm, caffe.TEST)      # the pycaffe API, as a user loads a net
+    if batch_one:
+        for name, shape in batch_one.items():
+            net.blobs[name].reshape(*shape)
+        net.reshape()
+        result["notes_batch"] = "run at batch 1 (declared batch > 1)"
+    block = net.block
     feeds = _feeds(net, rng)
     try:
         for name, value in feeds.items():

@@ -26,7 +26,7 @@ Register a new type with :func:`register_layer`::
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import mxnet as mx
 
@@ -165,11 +165,14 @@ class Layer(mx.gluon.HybridBlock):
         """Learnable blobs in Caffe order (``layer.blobs[i]`` in pycaffe)."""
         return [getattr(self, n) for n in self.blob_names]
 
-    def fill_blobs(self) -> None:
-        """Fill every blob with its Caffe filler (after ``initialize``)."""
+    def fill_blobs(self, skip: Iterable[int] = ()) -> None:
+        """Fill every blob with its Caffe filler (after ``initialize``); ``skip`` holds
+        ``id()``s of Parameters to leave as they are (weights already loaded into them)."""
         from caffe_compat.engine.fillers import fill
         for name in self.blob_names:
             p = getattr(self, name)
+            if id(p) in skip:
+                continue
             p.set_data(mx.nd.array(fill(self.blob_fillers[name], p.shape), dtype="float32"))
 
     def loss_weights(self, num_tops: int) -> list[float]:

@@ -55,7 +55,7 @@ class CaffeNet(mx.gluon.HybridBlock):
 
     def __init__(self, graph: NetGraph, phase: int = 1,
                  input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
-                 ctx: Optional[mx.Context] = None):
+                 ctx: Optional[mx.Context] = None, fill: bool = True):
         super().__init__(prefix="")
         self.graph = graph
         self.phase = int(phase)
@@ -80,8 +80,9 @@ class CaffeNet(mx.gluon.HybridBlock):
                       [[l.allow_backward(j) for j in range(len(node.bottoms))]
                        for node, l in zip(graph.layers, self.caffe_layers)])
         self.initialize(ctx=ctx or current_context())
+        if fill:
+            self.fill_blobs()
         for layer in self.caffe_layers:
-            layer.fill_blobs()
             if not layer.computes_param_diffs:
                 for p in layer.blobs():
                     p.grad_req = "null"
@@ -91,16 +92,34 @@ class CaffeNet(mx.gluon.HybridBlock):
     def from_prototxt(cls, prototxt: str, phase: int = 1, weights: Optional[str] = None,
                       level: int = 0, stages: Sequence[str] = (),
                       ctx: Optional[mx.Context] = None,
-                      input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> "CaffeNet":
-        """Read, upgrade and filter a prototxt (file or text), build, optionally load weights."""
+                      input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+                      fill: bool = True) -> "CaffeNet":
+        """Read, upgrade and filter a prototxt (file or text), build, optionally load weights.
+
+        ``fill=False`` leaves the blobs at zero instead of drawing their fillers (for a
+        caller that sets every weight itself)."""
         from caffe_compat.formats.net_filter import filter_net
         from caffe_compat.formats.prototxt import read_net
         definition = filter_net(read_net(prototxt), phase, level=level, stages=stages)
         graph = build_graph(definition.param, definition.path, definition.layer_lines)
-        net = cls(graph, phase, input_shapes=input_shapes, ctx=ctx)
+        net = cls(graph, phase, input_shapes=input_shapes, ctx=ctx, fill=fill and not weights)
         if weights:
-            net.copy_from(weights)
+            loaded = net.copy_from(weights)
+            if fill:
+                net.fill_blobs(skip_layers=loaded)
         return net
+
+    def fill_blobs(self, skip_layers: Iterable[str] = ()) -> None:
+        """Fill the learnable blobs with their Caffe fillers, except the layers named in
+        ``skip_layers`` (loaded from weights) and the blobs they share. Filling only what
+        the weights left out gives the same net as Caffe's fill-then-CopyTrainedLayersFrom
+        without drawing VGG-16's 138 M random numbers only to overwrite them."""
+        skip_layers = set(skip_layers)
+        loaded = {id(p) for layer in self.caffe_layers if layer.name in skip_layers
+                  for p in layer.blobs()}
+        for layer in self.caffe_layers:
+            if layer.name not in skip_layers:
+                layer.fill_blobs(skip=loaded)
 
     def _share_params(self) -> None:
         """Caffe's named ParamSpec sharing: later owners reuse the first owner's blob."""

@@ -167,9 +167,9 @@ class Net:
         weights, phase, level, stages = _parse_net_args(args, kwargs)
         definition = filter_net(read_net(str(network_file)), phase, level=level, stages=stages)
         graph = build_graph(definition.param, definition.path, definition.layer_lines)
-        self._init_from_block(CaffeNet(graph, phase, ctx=current_context()))
-        if weights:
-            self.copy_from(str(weights))
+        self._init_from_block(CaffeNet(graph, phase, ctx=current_context(), fill=not weights))
+        if weights:     # fillers only for what the weights leave out (same net as Caffe's)
+            self._block.fill_blobs(skip_layers=self.copy_from(str(weights)))
 
     @classmethod
     def from_block(cls, block: CaffeNet) -> "Net":
@@ -612,15 +612,17 @@ class Net:
             blob._diff.device_changed()
         self._end_call()
 
-    def copy_from(self, path: str) -> None:
-        """Load weights by layer name from a .caffemodel or .caffemodel.h5."""
+    def copy_from(self, path: str) -> list:
+        """Load weights by layer name from a .caffemodel or .caffemodel.h5; returns the
+        names of the layers loaded."""
         self._begin_call()
         for blob in self._param_blobs:
             blob._data.device()
-        self._block.copy_from(path)
+        loaded = self._block.copy_from(path)
         for blob in self._param_blobs:
             blob._data.device_changed()
         self._end_call()
+        return loaded
 
     def share_with(self, other: "Net") -> None:
         """Share learnable blobs with ``other`` by layer name (Caffe's ShareTrainedLayersWith)."""
