@@ -209,3 +209,35 @@ layer { name: "scale" type: "Power" bottom: "r" top: "out" power_param { scale: 
     net = caffe_compat.Net(str(proto), caffe_compat.TEST)   # pycaffe's path agrees
     net.blobs["data"].data[...] = 1
     np.testing.assert_array_equal(net.forward()["out"], expected)
+
+
+def test_weights_loaded_layers_are_not_filled_and_the_others_are(tmp_path):
+    """Net(proto, weights) equals Caffe's fill-then-copy: loaded layers (and blobs they
+    share) hold the file's values, layers the file lacks their fillers."""
+    from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
+    proto = tmp_path / "net.prototxt"
+    proto.write_text('''
+input: "data" input_shape { dim: 1 dim: 3 }
+layer { name: "a" type: "InnerProduct" bottom: "data" top: "a"
+        param { name: "shared_w" } param { name: "shared_b" }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 }
+                              bias_filler { type: "constant" value: 7 } } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b"
+        param { name: "shared_w" } param { name: "shared_b" }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 }
+                              bias_filler { type: "constant" value: 7 } } }
+layer { name: "c" type: "InnerProduct" bottom: "b" top: "c"
+        inner_product_param { num_output: 2 weight_filler { type: "constant" value: 3 }
+                              bias_filler { type: "constant" value: 5 } } }
+''')
+    w = np.arange(9, dtype=np.float32).reshape(3, 3)
+    weights = tmp_path / "w.caffemodel"
+    write_caffemodel(str(weights), [LayerWeights("a", "InnerProduct", [w, np.ones(3, np.float32)])])
+    net = caffe_compat.Net(str(proto), str(weights), caffe_compat.TEST)
+    np.testing.assert_array_equal(net.params["a"][0].data, w)
+    np.testing.assert_array_equal(net.params["b"][0].data, w)        # shared with "a"
+    np.testing.assert_array_equal(net.params["b"][1].data, np.ones(3))
+    np.testing.assert_array_equal(net.params["c"][0].data, np.full((2, 3), 3.0))
+    np.testing.assert_array_equal(net.params["c"][1].data, np.full(2, 5.0))
+    block = CaffeNet.from_prototxt(str(proto), weights=str(weights))
+    np.testing.assert_array_equal(block.layers_by_name()["c"].blobs()[1].data().asnumpy(), [5, 5])
