@@ -106,7 +106,7 @@ def main() -> None:
     backward_rows = []
     for name in args.nets.split(","):
         prototxt = os.path.join(REPO, "prototxt", name, "deploy.prototxt")
-        block = CaffeNet.from_prototxt(prototxt)
+        block = CaffeNet.from_prototxt(prototxt, fill=False)   # random_weights sets every blob
         data = block.input_names[0]
         weights = os.path.join(tmp, f"{name}.caffemodel")
         write_caffemodel(weights, random_weights(block))

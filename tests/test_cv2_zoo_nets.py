@@ -41,15 +41,16 @@ def random_weights(net: CaffeNet, seed: int = 0) -> list:
         blobs = []
         for i, p in enumerate(layer.blobs()):
             shape = p.shape
+            f32 = np.float32
             if layer.type == "BatchNorm":
-                arr = (rng.standard_normal(shape) * 0.1 if i == 0 else
-                       rng.uniform(0.5, 1.5, shape) if i == 1 else np.ones(shape))
+                arr = (rng.standard_normal(shape, dtype=f32) * f32(0.1) if i == 0 else
+                       rng.uniform(0.5, 1.5, shape).astype(f32) if i == 1 else np.ones(shape, f32))
             else:
-                arr = rng.standard_normal(shape)
+                arr = rng.standard_normal(shape, dtype=f32)
                 if len(shape) >= 2:   # He-style scale keeps activations O(1) through deep nets
-                    arr *= np.sqrt(2.0 / (np.prod(shape) / shape[0]))
+                    arr *= f32(np.sqrt(2.0 / (np.prod(shape) / shape[0])))
                 else:
-                    arr *= 0.1
+                    arr *= f32(0.1)
                 if layer.type == "Scale" and i == 0:
                     arr = 1.0 + arr
             blobs.append(arr.astype(np.float32))
@@ -60,7 +61,7 @@ def random_weights(net: CaffeNet, seed: int = 0) -> list:
 
 
 def compare_with_opencv(prototxt: str, h: int, w: int, tmp_path) -> float:
-    net = CaffeNet.from_prototxt(prototxt)
+    net = CaffeNet.from_prototxt(prototxt, fill=False)    # random_weights sets every blob
     name = net.input_names[0]
     c = net.blob_shapes[name][1]
     net.reshape({name: (1, c, h, w)})

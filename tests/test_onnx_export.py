@@ -153,7 +153,8 @@ ZOO = [("bvlc_googlenet", 224), ("bvlc_alexnet", 227), ("resnet50", 224),
 
 @pytest.mark.parametrize("model,size", ZOO, ids=[z[0] for z in ZOO])
 def test_zoo_architecture_matches_engine(model, size, tmp_path):
-    net = CaffeNet.from_prototxt(os.path.join(REPO, "prototxt", model, "deploy.prototxt"))
+    net = CaffeNet.from_prototxt(os.path.join(REPO, "prototxt", model, "deploy.prototxt"),
+                                 fill=False)         # zoo_random_weights sets every blob
     net.reshape({net.input_names[0]: (1, 3, size, size)})
     zoo_random_weights(net)
     net.set_outputs(list(dict.fromkeys([last_weighted_blob(net)] + net.graph.outputs)))
@@ -163,7 +164,7 @@ def test_zoo_architecture_matches_engine(model, size, tmp_path):
 @pytest.mark.parametrize("builder", ["mobilenet_v1", "densenet121"])
 def test_mobilenet_densenet_match_engine(builder, tmp_path):
     net = CaffeNet.from_prototxt(write(tmp_path, "net.prototxt",
-                                       getattr(onnx_fixtures, builder)()))
+                                       getattr(onnx_fixtures, builder)()), fill=False)
     zoo_random_weights(net)
     net.set_outputs([last_weighted_blob(net), "prob"])
     compare_both_runtimes(net, tmp_path, uniform_feeds(net))
