@@ -447,7 +447,9 @@ def _worker_main() -> None:
         path = line.strip()
         if not path:
             continue
-        with tempfile.TemporaryDirectory() as workdir:
+        # weights files in memory when the system has a tmpfs (VGG-sized: 0.5 GB per net)
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        with tempfile.TemporaryDirectory(dir=shm) as workdir:
             try:
                 result = run_net(path, workdir)
             except Exception as exc:       # a harness bug must not end the run
