@@ -149,6 +149,11 @@ class SegmentGraph(mx.gluon.HybridBlock):
             self.register_child(segment.net.caffe_layers[i], f"layer{i}")
         self.slot_of_version: dict = {}
         self.slot_of_blob: dict = {}
+        # Caffe shapes of the blobs it writes (the layers are shaped for this graph now)
+        layers, nodes = segment.net.caffe_layers, segment.net.graph.layers
+        self.blob_shape = {blob: tuple(layers[i].top_shapes[nodes[i].tops.index(blob)])
+                           for blob, (i, _) in ((b, segment.versions[v])
+                                                for b, v in segment.final_version.items())}
         self.taps: list = []
         # Trace this block only: the layers stay imperative for the layer-by-layer path.
         self._active = True

@@ -193,8 +193,12 @@ class Net:
                 if w:
                     loss_diff[top] = w
         self._loss_weights = loss_diff
-        self._data = {b: SyncedArray(block.blob_shapes[b], ctx) for b in graph.blob_names}
-        self._diff = {b: SyncedArray(block.blob_shapes[b], ctx, fill=loss_diff.get(b, 0.0))
+        self._exported: set = set()         # arrays whose numpy buffer a user may hold
+        watch = self._exported
+        self._data = {b: SyncedArray(block.blob_shapes[b], ctx, watch=watch)
+                      for b in graph.blob_names}
+        self._diff = {b: SyncedArray(block.blob_shapes[b], ctx, fill=loss_diff.get(b, 0.0),
+                                     watch=watch)
                       for b in graph.blob_names}
         self.blobs = OrderedDict((b, Blob(self._data[b], self._diff[b])) for b in graph.blob_names)
         self._set_grad_reqs()
@@ -227,7 +231,8 @@ class Net:
             views = []
             for p in layer.blobs():
                 if id(p) not in arrays:
-                    arrays[id(p)] = Blob(ParamArray(p, self._ctx), GradArray(p, self._ctx))
+                    arrays[id(p)] = Blob(ParamArray(p, self._ctx, self._exported),
+                                         GradArray(p, self._ctx, self._exported))
                 views.append(arrays[id(p)])
             self.layers.append(LayerView(layer, views))
             if views:
@@ -276,24 +281,18 @@ class Net:
         return self._block
 
     # ---- synchronisation -------------------------------------------------------------
-    def _arrays(self):
-        yield from self._data.values()
-        yield from self._diff.values()
-        for blob in self._param_blobs:
-            yield blob._data
-            yield blob._diff
-
     def _begin_call(self) -> None:
-        for a in self._arrays():
+        """An API entry: numpy buffers the user holds may have been written (only those
+        are visited); layers read their Gluon Parameters directly, so parameter writes
+        are pushed to them now."""
+        for a in list(self._exported):
             a.begin_call()
-        # Layers read their Gluon Parameters directly: push user writes to them now.
-        for blob in self._param_blobs:
-            blob._data.sync_to_device()
-            blob._diff.sync_to_device()
+            if isinstance(a, (ParamArray, GradArray)):
+                a.sync_to_device()
         self._sync_shapes()
 
     def _end_call(self) -> None:
-        for a in self._arrays():
+        for a in list(self._exported):
             a.end_call()
 
     def _sync_shapes(self) -> None:
@@ -336,12 +335,21 @@ class Net:
             else:
                 self._forward_segment(self._segment(where))
         loss = 0.0
-        for i in range(start, end + 1):
-            node, layer = self._graph.layers[i], self._block.caffe_layers[i]
-            for name, w in zip(node.tops, layer.loss_weights(len(node.tops))):
-                if w:
-                    loss += w * float(self._data[name].device().sum().asscalar())
+        for name, w in self._loss_tops(start, end):
+            loss += w * float(self._data[name].device().sum().asscalar())
         return loss
+
+    def _loss_tops(self, start: int, end: int) -> list:
+        """(top, loss weight) of the layers ``start..end`` with a non-zero weight."""
+        key = ("loss", start, end)
+        tops = self._plans.get(key)
+        if tops is None:
+            tops = self._plans[key] = [
+                (name, w) for i in range(start, end + 1)
+                for name, w in zip(self._graph.layers[i].tops,
+                                   self._block.caffe_layers[i].loss_weights(
+                                       len(self._graph.layers[i].tops))) if w]
+        return tops
 
     def _retire_tapes(self, start: int, end: int) -> None:
         """A new forward of ``start..end`` replaces what earlier recordings hold there;
@@ -409,7 +417,10 @@ class Net:
         else:
             outputs = _as_list(graph(*inputs))
         for name, slot in graph.slot_of_blob.items():
-            self._set_top(name, outputs[slot])
+            shape = graph.blob_shape[name]
+            self._data[name].set_device_of_shape(outputs[slot], shape)
+            if self._diff[name].shape != shape:
+                self._diff[name].reshape(shape)
 
     def _backward(self, start: int, end: int) -> None:
         tapes = sorted(self._tapes.values(), key=lambda t: t.valid[0], reverse=True)

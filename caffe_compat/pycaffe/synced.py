@@ -23,9 +23,9 @@ _HOST, _DEVICE, _SYNCED = "host", "device", "synced"
 class SyncedArray:
     """One float32 array with a numpy face (``host()``) and an MXNet face (``device()``)."""
 
-    __slots__ = ("shape", "ctx", "_host", "_dev", "_head", "exported", "fill")
+    __slots__ = ("shape", "ctx", "_host", "_dev", "_head", "exported", "fill", "watch")
 
-    def __init__(self, shape, ctx: mx.Context, fill: float = 0.0):
+    def __init__(self, shape, ctx: mx.Context, fill: float = 0.0, watch: Optional[set] = None):
         self.shape = tuple(int(d) for d in shape)
         self.ctx = ctx
         self.fill = fill
@@ -33,6 +33,16 @@ class SyncedArray:
         self._dev: Optional[mx.nd.NDArray] = None
         self._head = _HOST
         self.exported = False
+        # the owner's set of exported arrays: API entries and exits visit only those
+        self.watch = watch
+
+    def _export(self, exported: bool) -> None:
+        self.exported = exported
+        if self.watch is not None:
+            if exported:
+                self.watch.add(self)
+            else:
+                self.watch.discard(self)
 
     # -- user side --------------------------------------------------------------
     def host(self) -> np.ndarray:
@@ -43,7 +53,7 @@ class SyncedArray:
                 self._head = _SYNCED if self._dev is None else _DEVICE
         if self._head == _DEVICE:
             self._download()
-        self.exported = True
+        self._export(True)
         return self._host
 
     def reshape(self, shape) -> None:
@@ -52,7 +62,8 @@ class SyncedArray:
         if shape == self.shape:
             return
         self.shape = shape
-        self._host, self._dev, self._head, self.exported = None, None, _HOST, False
+        self._host, self._dev, self._head = None, None, _HOST
+        self._export(False)
 
     # -- engine side ------------------------------------------------------------
     def begin_call(self) -> None:
@@ -60,7 +71,7 @@ class SyncedArray:
         if self.exported and self._head == _SYNCED:
             self._head = _HOST
             # No one else holds the buffer: after this upload it is no longer re-uploaded.
-            self.exported = self._held()
+            self._export(self._held())
 
     def _held(self) -> bool:
         """Someone besides us holds the numpy buffer or a view of it (our attribute and
@@ -95,6 +106,15 @@ class SyncedArray:
         self._dev = value
         self._head = _DEVICE
 
+    def set_device_of_shape(self, value: mx.nd.NDArray, shape: tuple) -> None:
+        """:meth:`set_device` for a value whose Caffe shape the caller knows (a cached
+        graph's output): no shape query to MXNet when it is the current shape."""
+        if shape != self.shape:
+            self.set_device(value)
+            return
+        self._dev = value
+        self._head = _DEVICE
+
     def end_call(self) -> None:
         """An API exit: refresh exported numpy buffers in place (a buffer no one holds
         any more is refreshed when next asked for instead)."""
@@ -102,7 +122,7 @@ class SyncedArray:
             if self._held():
                 self._download()
             else:
-                self.exported = False
+                self._export(False)
 
     def _download(self) -> None:
         value = self._dev.asnumpy()
@@ -117,8 +137,8 @@ class ParamArray(SyncedArray):
 
     __slots__ = ("param",)
 
-    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context):
-        super().__init__(param.shape, ctx)
+    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context, watch: Optional[set] = None):
+        super().__init__(param.shape, ctx, watch=watch)
         self.param = param
         self._head = _DEVICE
 
@@ -150,8 +170,8 @@ class GradArray(SyncedArray):
 
     __slots__ = ("param",)
 
-    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context):
-        super().__init__(param.shape, ctx)
+    def __init__(self, param: mx.gluon.Parameter, ctx: mx.Context, watch: Optional[set] = None):
+        super().__init__(param.shape, ctx, watch=watch)
         self.param = param
         self._head = _DEVICE
 
