@@ -192,3 +192,25 @@ def test_parameters_are_not_uploaded_when_untouched(tmp_path, monkeypatch):
     held[...] += 0
     net.forward()
     assert len(uploads) == 1
+
+
+def test_blobs_not_returned_are_computed_on_first_read_with_that_calls_inputs():
+    """Outside recording a call returns only the blobs it needs; the others are computed
+    on first read from the call's own inputs, then returned by later calls."""
+    gs = gh.load("caffenet_tiny")
+    net = make_net(gs.prototxt, gs.weights, fast=True)
+    ref = make_net(gs.prototxt, gs.weights, fast=False)
+    data = net.inputs[0]
+    x = gs.npz[f"input/{data}"]
+    middle = net._layer_names[len(net.layers) // 2]
+    blob = net.top_names[middle][0]
+    for n in (net, ref):
+        n.blobs[data].data[...] = x
+        n.forward()
+        n.blobs[data].data[...] = -x          # written, not yet run: the blob keeps x's value
+    assert net._data[blob]._lazy is not None
+    np.testing.assert_allclose(net.blobs[blob].data, ref.blobs[blob].data, rtol=1e-6, atol=1e-6)
+    for n in (net, ref):
+        n.forward()
+    assert net._data[blob]._lazy is None      # read once: returned from now on
+    np.testing.assert_allclose(net.blobs[blob].data, ref.blobs[blob].data, rtol=1e-6, atol=1e-6)

@@ -7,7 +7,14 @@ runs each maximal run of *traceable* layers (a :class:`Segment`) as one ``Hybrid
 so the view stays exact while MXNet runs one graph. Layers that cannot be traced (Python
 layers, host-side detection/proposal layers, recurrent layers carrying state, BatchNorm
 computing batch statistics, data layers) run one at a time between segments, as before.
-One graph is cached per (segment, input shapes, recording).
+One graph is cached per (segment, input shapes, recording, exposed blobs).
+
+**Exposed blobs.** Returning every blob costs (each output leaves oneDNN's blocked layout
+and keeps its own memory: GoogLeNet's 120 outputs add ~40 % at batch 1), so outside
+recording a deterministic segment returns only the blobs this call needs later, the
+call's outputs and the blobs the user has read before; the others are *lazy*: the first
+read of one (``blob.data``, or a later layer) runs the segment's every-blob graph once on
+the same inputs and fills them all, and the blob joins the exposed set for later calls.
 
 **Versions.** A blob written in place has several values over a forward (a Convolution's
 output, then the ReLU's in place): each (layer, top) is a *version*. Outside recording the
@@ -44,6 +51,15 @@ from caffe_compat.engine.onednn import gradient_guards
 _STATEFUL_TYPES = {"RNN", "LSTM"}
 #: Cached graphs kept per segment (input-shape sets x recording), least recently used dropped.
 GRAPHS_PER_SEGMENT = 4
+
+
+def _deterministic(layer) -> bool:
+    """The layer gives the same tops for the same bottoms (no random draw)."""
+    if layer.type in ("Dropout", "SeLuDropout"):
+        return layer.passes_bottom_through()
+    if layer.type == "Pooling":
+        return layer.param.pooling_param.pool != 2        # STOCHASTIC draws in TRAIN
+    return True
 
 
 def traceable(layer) -> bool:
@@ -100,19 +116,22 @@ class Segment:
                   if not isinstance(v, tuple) and self.carries_gradient(i, j)}
         self.tapped = sorted(tapped)
         self.any_need_backward = any(graph.layers[i].need_backward for i in self.layers)
+        self.deterministic = all(_deterministic(self.net.caffe_layers[i]) for i in self.layers)
         self._graphs: "OrderedDict[tuple, SegmentGraph]" = OrderedDict()
 
     def carries_gradient(self, layer: int, bottom: int) -> bool:
         """Caffe's Backward of ``layer`` writes the diff of its bottom ``bottom``."""
         return bottom not in self.blocked.get(layer, ())
 
-    def graph(self, shapes: Sequence[tuple], recording: bool) -> "SegmentGraph":
-        """The cached graph for these input shapes (layers re-shaped when new)."""
-        key = (tuple(shapes), recording)
+    def graph(self, shapes: Sequence[tuple], recording: bool,
+              exposed: Optional[frozenset] = None) -> "SegmentGraph":
+        """The cached graph for these input shapes (layers re-shaped when new); outside
+        recording, ``exposed`` limits the blobs it returns (None: every blob)."""
+        key = (tuple(shapes), recording, exposed)
         g = self._graphs.get(key)
         if g is None:
             self._reshape_layers(dict(zip(self.input_names, shapes)))
-            g = SegmentGraph(self, recording)
+            g = SegmentGraph(self, recording, exposed)
             self._graphs[key] = g
             if len(self._graphs) > GRAPHS_PER_SEGMENT:
                 self._graphs.popitem(last=False)
@@ -142,9 +161,10 @@ class SegmentGraph(mx.gluon.HybridBlock):
     :attr:`taps`). ``slot_of_version[v]`` / ``slot_of_blob[b]`` index the outputs.
     """
 
-    def __init__(self, segment: Segment, recording: bool):
+    def __init__(self, segment: Segment, recording: bool, exposed: Optional[frozenset] = None):
         super().__init__(prefix=f"segment{segment.start}_{segment.end}_")
         self.segment, self.recording = segment, recording
+        self.exposed = None if recording else exposed
         for i in segment.layers:
             self.register_child(segment.net.caffe_layers[i], f"layer{i}")
         self.slot_of_version: dict = {}
@@ -207,10 +227,12 @@ class SegmentGraph(mx.gluon.HybridBlock):
                 outputs.append(sym)
             return slot_by_id[id(sym)]
 
-        wanted = range(len(version_values)) if self.recording else seg.final_version.values()
+        final = {b: v for b, v in seg.final_version.items()
+                 if self.exposed is None or b in self.exposed}
+        wanted = range(len(version_values)) if self.recording else final.values()
         for v in wanted:
             self.slot_of_version[v] = slot(version_values[v])
-        self.slot_of_blob = {b: self.slot_of_version[v] for b, v in seg.final_version.items()}
+        self.slot_of_blob = {b: self.slot_of_version[v] for b, v in final.items()}
         return tuple(outputs)
 
 

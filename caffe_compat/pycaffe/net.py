@@ -160,6 +160,9 @@ class Net:
     """
 
     fast_path: bool = True
+    #: Outside recording, return only the blobs a call needs and compute the others on
+    #: first read (see fast_path: exposed blobs).
+    lazy_blobs: bool = True
 
     def __init__(self, network_file, *args, **kwargs):
         from caffe_compat.formats.net_filter import filter_net
@@ -194,12 +197,15 @@ class Net:
                     loss_diff[top] = w
         self._loss_weights = loss_diff
         self._exported: set = set()         # arrays whose numpy buffer a user may hold
+        self._observed: set = set()         # blobs whose data the user has read
+        self._in_graph_memory: set = set()  # blobs whose value is a graph's static output
         watch = self._exported
         self._data = {b: SyncedArray(block.blob_shapes[b], ctx, watch=watch)
                       for b in graph.blob_names}
         self._diff = {b: SyncedArray(block.blob_shapes[b], ctx, fill=loss_diff.get(b, 0.0),
                                      watch=watch)
                       for b in graph.blob_names}
+        self._data_names = {id(a): b for b, a in self._data.items()}
         self.blobs = OrderedDict((b, Blob(self._data[b], self._diff[b])) for b in graph.blob_names)
         self._set_grad_reqs()
         self._build_param_views()
@@ -284,8 +290,12 @@ class Net:
     def _begin_call(self) -> None:
         """An API entry: numpy buffers the user holds may have been written (only those
         are visited); layers read their Gluon Parameters directly, so parameter writes
-        are pushed to them now."""
+        are pushed to them now. A blob whose data the user read is remembered, so the
+        fast path returns it from then on (fast_path: exposed blobs)."""
         for a in list(self._exported):
+            name = self._data_names.get(id(a))
+            if name is not None:
+                self._observed.add(name)
             a.begin_call()
             if isinstance(a, (ParamArray, GradArray)):
                 a.sync_to_device()
@@ -325,19 +335,37 @@ class Net:
             segment = self._segments[bounds] = Segment(self._block, *bounds)
         return segment
 
-    def _forward(self, start: int, end: int) -> float:
+    def _forward(self, start: int, end: int, returned: Sequence[str] = ()) -> float:
+        """Layers ``start..end``; ``returned`` names the blobs the caller will read."""
         self._retire_tapes(start, end)
-        for kind, where in self._steps(start, end):
+        steps = self._steps(start, end)
+        for n, (kind, where) in enumerate(steps):
             if kind == "source":
                 self._forward_source(where)
             elif kind == "layer":
                 self._forward_layer(where)
             else:
-                self._forward_segment(self._segment(where))
+                self._forward_segment(self._segment(where),
+                                      self._read_after(start, end, n) | frozenset(returned))
         loss = 0.0
         for name, w in self._loss_tops(start, end):
             loss += w * float(self._data[name].device().sum().asscalar())
         return loss
+
+    def _read_after(self, start: int, end: int, step: int) -> frozenset:
+        """Blobs the steps after ``step`` of the forward ``start..end`` read, and its loss
+        tops (the call sums them)."""
+        key = ("read_after", start, end, step)
+        names = self._plans.get(key)
+        if names is None:
+            later = set()
+            for kind, where in self._steps(start, end)[step + 1:]:
+                first, last = (where, where) if kind != "segment" else where
+                for i in range(first, last + 1):
+                    later.update(self._graph.layers[i].bottoms)
+            later.update(name for name, _ in self._loss_tops(start, end))
+            names = self._plans[key] = frozenset(later)
+        return names
 
     def _loss_tops(self, start: int, end: int) -> list:
         """(top, loss weight) of the layers ``start..end`` with a non-zero weight."""
@@ -372,9 +400,11 @@ class Net:
             for top, arr in zip(self._graph.layers[i].tops, produce()):
                 if arr is None:      # the layer keeps this top as it is (DummyData constant)
                     continue
+                self._in_graph_memory.discard(top)
                 self._data[top].set_device(mx.nd.array(arr, ctx=self._ctx, dtype="float32"))
 
     def _set_top(self, name: str, value: mx.nd.NDArray) -> None:
+        self._in_graph_memory.discard(name)
         self._data[name].set_device(value)
         # a data-dependent top size (proposals, detections): the diff follows it
         if self._diff[name].shape_for_device() != tuple(value.shape):
@@ -400,10 +430,13 @@ class Net:
         for name, value in zip(node.tops, tops):
             self._set_top(name, value)
 
-    def _forward_segment(self, segment: Segment) -> None:
+    def _forward_segment(self, segment: Segment, wanted: frozenset = frozenset()) -> None:
         inputs = [self._data[b].device() for b in segment.input_names]
         recording = self._record and segment.any_need_backward
-        graph = segment.graph([tuple(x.shape) for x in inputs], recording)
+        graph = None
+        if (recording or not (segment.deterministic and self.lazy_blobs)
+                or any(b in self._in_graph_memory for b in segment.input_names)):
+            graph = segment.graph([tuple(x.shape) for x in inputs], recording)
         if recording:
             leaves = []
             for x in inputs:
@@ -414,13 +447,45 @@ class Net:
                 outputs = _as_list(graph(*leaves, *graph.make_taps(self._ctx)))
             self._tapes[("segment", segment.start, segment.end)] = _SegmentTape(
                 (segment.start, segment.end), graph, leaves, outputs)
+        elif (segment.deterministic and self.lazy_blobs
+              and not any(b in self._in_graph_memory for b in segment.input_names)):
+            # (an input held in another graph's static memory changes when that graph
+            # runs again: a later lazy computation would not see this call's value)
+            graph_shapes = [tuple(x.shape) for x in inputs]
+            graph = segment.graph(graph_shapes, False, self._exposed(segment, wanted))
+            outputs = _as_list(graph(*inputs))
+            lazy = [b for b in segment.final_version if b not in graph.slot_of_blob]
+            if lazy:
+                compute = self._lazy_blobs(segment, graph_shapes, inputs, lazy)
+                for name in lazy:
+                    self._data[name].set_lazy(compute)
         else:
             outputs = _as_list(graph(*inputs))
         for name, slot in graph.slot_of_blob.items():
-            shape = graph.blob_shape[name]
-            self._data[name].set_device_of_shape(outputs[slot], shape)
-            if self._diff[name].shape != shape:
-                self._diff[name].reshape(shape)
+            self._store_top(graph, name, outputs[slot])
+
+    def _store_top(self, graph, name: str, value: mx.nd.NDArray) -> None:
+        self._in_graph_memory.add(name)
+        shape = graph.blob_shape[name]
+        self._data[name].set_device_of_shape(value, shape)
+        if self._diff[name].shape != shape:
+            self._diff[name].reshape(shape)
+
+    def _exposed(self, segment: Segment, wanted: frozenset) -> frozenset:
+        """The segment's blobs this call must return: ``wanted`` (read later in the call,
+        or returned by it) and every blob the user has read (see fast_path's doc)."""
+        return frozenset(b for b in segment.final_version if b in wanted or b in self._observed)
+
+    def _lazy_blobs(self, segment: Segment, shapes: list, inputs: list, names: list):
+        """The computation of the blobs a segment call left out: its every-blob graph
+        on the same inputs, run once on the first read of any of them."""
+        def compute():
+            full = segment.graph(shapes, False, None)
+            outputs = _as_list(full(*inputs))
+            for name in names:
+                if self._data[name]._lazy is compute:
+                    self._store_top(full, name, outputs[full.slot_of_blob[name]])
+        return compute
 
     def _backward(self, start: int, end: int) -> None:
         tapes = sorted(self._tapes.values(), key=lambda t: t.valid[0], reverse=True)
@@ -521,7 +586,7 @@ class Net:
                 self.blobs[name].data[...] = value
         self._begin_call()
         try:
-            self._forward(start_ind, end_ind)
+            self._forward(start_ind, end_ind, returned=outputs)
         finally:
             self._end_call()
         return {out: self.blobs[out].data for out in outputs}

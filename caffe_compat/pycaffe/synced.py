@@ -23,7 +23,7 @@ _HOST, _DEVICE, _SYNCED = "host", "device", "synced"
 class SyncedArray:
     """One float32 array with a numpy face (``host()``) and an MXNet face (``device()``)."""
 
-    __slots__ = ("shape", "ctx", "_host", "_dev", "_head", "exported", "fill", "watch")
+    __slots__ = ("shape", "ctx", "_host", "_dev", "_head", "exported", "fill", "watch", "_lazy")
 
     def __init__(self, shape, ctx: mx.Context, fill: float = 0.0, watch: Optional[set] = None):
         self.shape = tuple(int(d) for d in shape)
@@ -35,6 +35,19 @@ class SyncedArray:
         self.exported = False
         # the owner's set of exported arrays: API entries and exits visit only those
         self.watch = watch
+        self._lazy = None       # a callable computing the value, not yet run
+
+    def set_lazy(self, compute) -> None:
+        """The value is not computed yet: ``compute()`` will set it (set_device) on
+        first use."""
+        self._lazy = compute
+        self._head = _DEVICE
+
+    def _materialize(self) -> None:
+        compute = self._lazy
+        compute()                   # sets this array (and the others it computes)
+        if self._lazy is compute:   # pragma: no cover - compute() always sets it
+            raise RuntimeError("a lazy blob's computation did not set it")
 
     def _export(self, exported: bool) -> None:
         self.exported = exported
@@ -47,6 +60,8 @@ class SyncedArray:
     # -- user side --------------------------------------------------------------
     def host(self) -> np.ndarray:
         """The numpy buffer (allocated, and refreshed from the device, on demand)."""
+        if self._lazy is not None:
+            self._materialize()
         if self._host is None or self._host.shape != self.shape:
             self._host = np.full(self.shape, self.fill, dtype=np.float32)
             if self._head == _HOST:
@@ -62,7 +77,7 @@ class SyncedArray:
         if shape == self.shape:
             return
         self.shape = shape
-        self._host, self._dev, self._head = None, None, _HOST
+        self._host, self._dev, self._head, self._lazy = None, None, _HOST, None
         self._export(False)
 
     # -- engine side ------------------------------------------------------------
@@ -85,6 +100,8 @@ class SyncedArray:
 
     def device(self) -> mx.nd.NDArray:
         """The value on the device (uploaded from numpy when the host copy is newer)."""
+        if self._lazy is not None:
+            self._materialize()
         if self._head == _HOST:
             if self._host is None:
                 self._dev = mx.nd.full(self.shape_for_device(), self.fill, ctx=self.ctx,
@@ -103,7 +120,7 @@ class SyncedArray:
         """The engine produced a new value (shape must keep the element count)."""
         if tuple(value.shape) != self.shape_for_device():
             self.reshape(value.shape)
-        self._dev = value
+        self._dev, self._lazy = value, None
         self._head = _DEVICE
 
     def set_device_of_shape(self, value: mx.nd.NDArray, shape: tuple) -> None:
@@ -112,7 +129,7 @@ class SyncedArray:
         if shape != self.shape:
             self.set_device(value)
             return
-        self._dev = value
+        self._dev, self._lazy = value, None
         self._head = _DEVICE
 
     def end_call(self) -> None:
@@ -125,6 +142,8 @@ class SyncedArray:
                 self._export(False)
 
     def _download(self) -> None:
+        if self._lazy is not None:
+            self._materialize()
         value = self._dev.asnumpy()
         if self._host is None or self._host.shape != self.shape:
             self._host = np.empty(self.shape, dtype=np.float32)
