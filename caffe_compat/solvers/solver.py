@@ -30,6 +30,7 @@ from caffe_compat.formats.solver_files import read_solver, resolve_path
 from caffe_compat.proto import caffe_pb2
 from caffe_compat.solvers.lr_policy import PlateauState, learning_rate
 from caffe_compat.solvers.update_rules import HISTORY_SETS, RULES
+from caffe_compat.solvers.validation import check_solver
 
 log = logging.getLogger("caffe_compat.solver")
 
@@ -78,9 +79,7 @@ class Solver:
         self.param = param if param is not None else read_solver(self.path)
         if self.solver_type is not None and self.param.type != self.solver_type:
             self.param.type = self.solver_type
-        if self.param.type not in RULES:
-            raise ValueError(f"unknown solver type {self.param.type!r}; "
-                             f"Caffe knows {', '.join(RULES)}")
+        check_solver(self.param, self.path)
         if self.param.random_seed >= 0:
             from caffe_compat.engine.fillers import set_random_seed
             set_random_seed(self.param.random_seed)
@@ -367,10 +366,8 @@ class Solver:
             if local_decay:
                 if p.regularization_type == "L2":
                     diff = diff + local_decay * data
-                elif p.regularization_type == "L1":
+                else:     # "L1" (check_solver refused any other kind)
                     diff = diff + local_decay * mx.nd.sign(data)
-                else:
-                    raise ValueError(f"unknown regularization_type {p.regularization_type!r}")
             update = rule(diff, [h[i] for h in self.history], rate * lr_mult, p, self.iter)
             data[:] = data - update
         for blob in net._param_blobs:

@@ -77,11 +77,8 @@ class Annotation:
 
     def image_size(self) -> Tuple[int, int]:
         if self.size is None:
-            import cv2
-            img = cv2.imread(self.image, cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise TrainingError(f"{self.image}: not a readable image")
-            self.size = (int(img.shape[0]), int(img.shape[1]))
+            from caffe_compat.images import read_bgr
+            self.size = tuple(int(d) for d in read_bgr(self.image).shape[:2])
         return self.size
 
 
