@@ -53,6 +53,13 @@ def test_solver_mistakes_name_file_and_line(tmp_path, capsys, settings, line, me
         caffe.get_solver(str(solver))
 
 
+def test_solver_without_a_net_names_the_file(tmp_path, capsys):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('base_lr: 0.1\nlr_policy: "fixed"\n')
+    assert main(["train", "--solver", str(solver)]) == 2
+    assert f"{solver}: the solver names no train net" in one_line_error(capsys, "train")
+
+
 def test_debug_shows_the_traceback(tmp_path):
     solver = tmp_path / "solver.prototxt"
     solver.write_text('base_lr: 0.1\nlr_policy: "stpe"\n')

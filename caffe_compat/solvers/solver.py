@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.errors import SolverError
 from caffe_compat.formats.net_filter import filter_net_state, solver_test_state, solver_train_state
 from caffe_compat.formats.prototxt import NetDefinition, read_net
 from caffe_compat.formats.upgrade import upgrade_net
@@ -121,8 +122,8 @@ class Solver:
         definition = (self._definition("train_net", "train_net_param")
                       or self._definition("net", "net_param"))
         if definition is None:
-            raise ValueError("the solver names no train net (net, net_param, train_net or "
-                             "train_net_param)")
+            raise SolverError("the solver names no train net (net, net_param, train_net or "
+                              "train_net_param)", path=self.path)
         net = self._net_from(definition, solver_train_state(p, definition.param))
         for w in p.weights:
             net.copy_from(resolve_path(self.path, w) if self.path else w)
@@ -141,8 +142,8 @@ class Solver:
         nets = []
         count = len(defs) + (len(p.test_iter) - len(defs) if general is not None else 0)
         if count != len(p.test_iter) and (defs or general is not None):
-            raise ValueError(f"test_iter must be given once per test net ({count} test nets, "
-                             f"{len(p.test_iter)} test_iter)")
+            raise SolverError(f"test_iter must be given once per test net ({count} test nets, "
+                              f"{len(p.test_iter)} test_iter)", path=self.path)
         for i in range(count):
             definition = defs[i] if i < len(defs) else general
             net = self._net_from(definition, solver_test_state(p, definition.param, i))
