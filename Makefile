@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/caffe-compat demo
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -p no:cacheprovider tests
+	$(VPY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) demo-out *.egg-info

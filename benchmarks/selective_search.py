@@ -44,6 +44,8 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
+from caffe_compat.boxes import box_iou
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONTRIB_VENV = os.path.join(ROOT, "benchmarks", ".venv-contrib")
 BENCH_SIZE = (500, 375)  # width, height
@@ -119,23 +121,12 @@ def resize_with_boxes(image: np.ndarray, boxes: Sequence[Sequence[int]],
     return resized, out.astype(np.int64)
 
 
-def iou(gt: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(gt) x len(boxes)) of inclusive (xmin, ymin, xmax, ymax) boxes."""
-    gt = np.asarray(gt, np.float64)[:, None, :]
-    boxes = np.asarray(boxes, np.float64)[None, :, :]
-    iw = np.minimum(gt[..., 2], boxes[..., 2]) - np.maximum(gt[..., 0], boxes[..., 0]) + 1
-    ih = np.minimum(gt[..., 3], boxes[..., 3]) - np.maximum(gt[..., 1], boxes[..., 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_g = (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1)
-    area_b = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
-    return inter / (area_g + area_b - inter)
-
-
 def best_overlaps(gt: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Best IoU of any of ``boxes`` with each ground-truth box (0 when there are none)."""
     if len(boxes) == 0:
         return np.zeros(len(gt))
-    return iou(gt, boxes).max(axis=1)
+    return box_iou(np.asarray(gt, np.float64), np.asarray(boxes, np.float64),
+                   pixel_offset=1).max(axis=1)
 
 
 # ----------------------------------------------------------------- OpenCV in its own venv

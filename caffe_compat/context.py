@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import mxnet as mx
 
+from caffe_compat.errors import DeviceError
+
 _state = {"mode": "cpu", "device": 0}
 
 
@@ -67,9 +69,36 @@ def gpu_count() -> int:
 
 
 def context_from_flag(gpu: str | None) -> list[mx.Context]:
-    """Contexts for a Caffe-style ``--gpu`` flag: None -> [cpu], "0,1" -> [gpu(0), gpu(1)], "all"."""
+    """Contexts for a Caffe-style ``--gpu`` flag: None or "-1" -> [cpu], "0,1" ->
+    [gpu(0), gpu(1)], "all" -> every GPU MXNet sees.
+
+    A GPU MXNet does not see (any GPU on a CPU-only build, ``all`` included) is a
+    :class:`~caffe_compat.errors.DeviceError`, as Caffe's ``--gpu`` stops on a device it
+    cannot use instead of running on the CPU.
+
+    >>> context_from_flag(None), context_from_flag("-1")
+    ([cpu(0)], [cpu(0)])
+    >>> context_from_flag("zero")
+    Traceback (most recent call last):
+    ...
+    caffe_compat.errors.DeviceError: --gpu zero: give GPU ids (0 or 0,1), all, or -1 for the CPU
+    """
     if gpu is None or gpu == "" or gpu == "-1":
         return [mx.cpu()]
+    available = gpu_count()
+    seen = f"MXNet sees {available} GPU(s)" if available else \
+        "this MXNet sees no GPU (a CPU-only build?)"
     if gpu == "all":
-        return [mx.gpu(i) for i in range(gpu_count())] or [mx.cpu()]
-    return [mx.gpu(int(i)) for i in str(gpu).split(",")]
+        if not available:
+            raise DeviceError(f"--gpu all: {seen}; leave out --gpu to run on the CPU")
+        return [mx.gpu(i) for i in range(available)]
+    try:
+        ids = [int(i) for i in str(gpu).split(",")]
+    except ValueError:
+        raise DeviceError(f"--gpu {gpu}: give GPU ids (0 or 0,1), all, or -1 for the CPU") \
+            from None
+    missing = [i for i in ids if not 0 <= i < available]
+    if missing:
+        raise DeviceError(f"--gpu {gpu}: {seen}, not GPU {missing[0]}; leave out --gpu "
+                          f"(or give -1) to run on the CPU")
+    return [mx.gpu(i) for i in ids]

@@ -30,6 +30,15 @@ class PrototxtError(CaffeCompatError):
         super().__init__(f"{where}: {message}")
 
 
+class SolverError(PrototxtError):
+    """A solver prototxt that parses but cannot run: unknown ``type`` or ``lr_policy``, a
+    policy without the values it reads (``step`` without ``stepsize`` ...).
+
+    >>> str(SolverError('unknown lr_policy "setp"', path="solver.prototxt", line=4))
+    'solver.prototxt:4: unknown lr_policy "setp"'
+    """
+
+
 class WeightsFormatError(CaffeCompatError):
     """A binary file (.caffemodel, .binaryproto, .solverstate, .h5) is truncated or corrupt.
 
@@ -62,6 +71,22 @@ class LayerError(CaffeCompatError):
         elif line:
             where = f"line {line}: "
         super().__init__(f'{where}layer "{layer_name}" (type {layer_type}): {message}')
+
+
+class ImageReadError(CaffeCompatError):
+    """An image file the decoder cannot read (corrupt, truncated, not an image).
+
+    >>> str(ImageReadError("cat.jpg", "not an image OpenCV can decode"))
+    'cat.jpg: cannot read the image: not an image OpenCV can decode'
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: cannot read the image: {reason}")
+
+
+class DeviceError(CaffeCompatError):
+    """A device flag names a GPU this MXNet cannot use (``--gpu 0`` on a CPU-only build)."""
 
 
 class WeightsMismatchError(CaffeCompatError):

@@ -288,8 +288,8 @@ def load_image(filename, color: bool = True) -> np.ndarray:
         im = caffe.io.load_image("cat.jpg")             # (360, 480, 3) float32
     """
     import skimage
-    import skimage.io
-    raw = skimage.io.imread(str(filename))
+    from caffe_compat.images import read_as_pycaffe
+    raw = read_as_pycaffe(filename)
     if not color and raw.ndim == 3:
         if raw.shape[2] == 1:
             raw = raw[:, :, 0]

@@ -282,4 +282,4 @@ def test_cli_missing_or_unreadable_image_is_one_line(tmp_path, capsys):
     junk.write_text("not an image")
     assert cli_main(["proposals", str(junk)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "junk.jpg: not a readable image" in err
+    assert err.count("\n") == 1 and "junk.jpg: cannot read the image" in err

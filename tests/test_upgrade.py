@@ -335,9 +335,12 @@ def test_snapshot_prefix_directory_gets_the_solver_stem(tmp_path, monkeypatch):
     (tmp_path / "snaps").mkdir()
     (tmp_path / "my_solver.prototxt").write_text('snapshot_prefix: "snaps"\n')
     (tmp_path / "other_solver.prototxt").write_text('snapshot_prefix: "snaps/run1"\n')
-    assert read_solver("my_solver.prototxt").snapshot_prefix == os.path.join("snaps", "my_solver")
-    assert read_solver("other_solver.prototxt").snapshot_prefix == "snaps/run1"
-    assert not read_solver("base_lr: 1").HasField("snapshot_prefix")     # text: no file name
+    def prefix_of(source):     # these files have no lr_policy: only the upgrade is read
+        solver = read_solver(source, check=False)
+        return solver.snapshot_prefix if solver.HasField("snapshot_prefix") else None
+    assert prefix_of("my_solver.prototxt") == os.path.join("snaps", "my_solver")
+    assert prefix_of("other_solver.prototxt") == "snaps/run1"
+    assert prefix_of("base_lr: 1") is None     # text: no file name
 
 
 # ---------------------------------------------------------------------------

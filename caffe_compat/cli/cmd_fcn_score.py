@@ -14,6 +14,7 @@ import argparse
 import os
 import tempfile
 
+from caffe_compat.cli.netargs import use_device
 from caffe_compat.errors import CaffeCompatError
 
 DIR_OPTIONS = {"voc_dir": "--voc-dir", "context_dir": "--context-dir",
@@ -54,9 +55,7 @@ def run(args) -> int:
     from caffe_compat.recipes.fcn.layers import data_layer_ids
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(2, "No such file or directory", args.weights)
-    if args.gpu is not None:
-        caffe.set_device(int(args.gpu))
-        caffe.set_mode_gpu()
+    use_device(args.gpu)
     with tempfile.TemporaryDirectory() as tmp:
         if args.prototxt:
             if args.model:

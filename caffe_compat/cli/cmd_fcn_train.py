@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from caffe_compat.cli.netargs import use_device
 from caffe_compat.errors import CaffeCompatError
 
 #: Command-line option -> the builders' keyword.
@@ -43,7 +44,6 @@ def dataset_dirs(model, args) -> dict:
 
 
 def run(args) -> int:
-    import caffe_compat
     from caffe_compat.recipes.fcn import nets, solve
     try:
         model = nets.get_model(args.model)
@@ -51,11 +51,7 @@ def run(args) -> int:
         raise CaffeCompatError(f"fcn-train: {exc}") from None
     dirs = dataset_dirs(model, args)
     splits = (model.splits[0], args.val_split) if args.val_split else None
-    if args.gpu is not None:
-        caffe_compat.set_device(int(args.gpu))
-        caffe_compat.set_mode_gpu()
-    else:
-        caffe_compat.set_mode_cpu()
+    use_device(args.gpu if args.gpu is not None else "-1")
     init = args.init or model.init
     solver = solve.solve(model.name, args.work_dir, iters=args.iters,
                          test_interval=args.test_interval, init=init, weights=args.weights,

@@ -13,34 +13,14 @@ import argparse
 import json
 import sys
 
-import cv2
 import numpy as np
-
-from caffe_compat.errors import CaffeCompatError
-
-
-class ImageReadError(CaffeCompatError):
-    """A file exists but is not an image OpenCV can decode."""
-
-
-def read_rgb_image(path: str) -> np.ndarray:
-    """The image at ``path`` as HxWx3 uint8 RGB.
-
-    Raises ``FileNotFoundError`` / ``IsADirectoryError`` / ``PermissionError`` for a path that
-    cannot be read and :class:`ImageReadError` for a file that is not a decodable image.
-    """
-    with open(path, "rb") as handle:  # OSError subclasses name the path themselves
-        data = np.frombuffer(handle.read(), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(f"{path}: not a readable image (unknown format or corrupt file)")
-    return np.ascontiguousarray(image[:, :, ::-1])
 
 
 def run(args: argparse.Namespace) -> int:
+    from caffe_compat.images import read_bgr
     from caffe_compat.recipes.rcnn.selective_search import selective_search
 
-    image = read_rgb_image(args.image)
+    image = np.ascontiguousarray(read_bgr(args.image)[:, :, ::-1])
     boxes = selective_search(image, mode=args.mode, min_size=args.min_size,
                              max_boxes=args.max_boxes, seed=args.seed,
                              max_side=args.max_side or None)

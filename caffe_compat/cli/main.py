@@ -45,6 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         msg = str(exc)
         if isinstance(exc, OSError) and exc.filename:
             msg = f"{exc.filename}: {exc.strerror}"
+        msg = "; ".join(part.strip() for part in msg.splitlines() if part.strip())
         print(f"caffe-compat {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -87,8 +87,13 @@ def split_blob_name(layer: str, blob: str, top_index: int, split_index: int) -> 
     return f"{blob}_{layer}_{top_index}_split_{split_index}"
 
 
-def insert_splits(net_param, layer_lines: Optional[Sequence[int]] = None):
-    """Caffe's InsertSplits: returns (new NetParameter, lines parallel to its layers)."""
+def insert_splits(net_param, layer_lines: Optional[Sequence[int]] = None,
+                  path: Optional[str] = None):
+    """Caffe's InsertSplits: returns (new NetParameter, lines parallel to its layers).
+
+    An unknown bottom blob is a :class:`~caffe_compat.errors.LayerError` naming ``path``
+    (the prototxt) and the layer's line.
+    """
     from caffe_compat.proto import caffe_pb2
 
     layers = list(net_param.layer)
@@ -101,7 +106,7 @@ def insert_splits(net_param, layer_lines: Optional[Sequence[int]] = None):
         for j, blob in enumerate(lp.bottom):
             if blob not in last_top:
                 raise LayerError(lp.name, lp.type, f"unknown bottom blob '{blob}' (bottom index {j})",
-                                 path=None, line=lines[i])
+                                 path=path, line=lines[i])
             source_of[(i, j)] = last_top[blob]
             consumers[last_top[blob]] += 1
         for j, blob in enumerate(lp.top):
@@ -154,7 +159,7 @@ def build_graph(net_param, path: Optional[str] = None,
     Backward flags need each layer's blob count and loss weights, which only the layer
     objects know; :func:`mark_backward` fills them once the layers exist.
     """
-    split_param, lines = insert_splits(net_param, layer_lines)
+    split_param, lines = insert_splits(net_param, layer_lines, path)
     nodes, blob_names, inputs = [], [], []
     available: set[str] = set()
     known: set[str] = set()

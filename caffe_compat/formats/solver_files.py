@@ -28,27 +28,40 @@ __all__ = ["read_solver", "resolve_path"]
 
 
 def read_solver(path_or_text: Union[str, "os.PathLike[str]"],
-                strict: bool = False) -> caffe_pb2.SolverParameter:
+                strict: bool = False, check: bool = True) -> caffe_pb2.SolverParameter:
     """Parses a solver prototxt (file path or text) and upgrades it like Caffe.
 
     Upgrades: ``solver_type`` enum -> ``type`` string (UpgradeSolverType); for a
     file, a missing ``snapshot_prefix`` becomes the file's path without extension
     and a ``snapshot_prefix`` that is a directory gets the file's stem appended
     (UpgradeSnapshotPrefixProperty). Unknown fields warn (or fail with ``strict``)
-    as in :func:`~caffe_compat.formats.prototxt.parse_text`.
+    as in :func:`~caffe_compat.formats.prototxt.parse_text`. With ``check`` (the
+    default) a solver that cannot run (unknown ``type`` or ``lr_policy``, ``step``
+    without ``stepsize`` ...) is a :class:`~caffe_compat.errors.SolverError` naming
+    the file and line (:func:`~caffe_compat.solvers.validation.check_solver`);
+    ``check=False`` only parses and upgrades (for tools that rewrite files).
 
-    >>> read_solver("base_lr: 0.1 solver_type: ADAGRAD").type
+    >>> read_solver("base_lr: 0.1 lr_policy: 'fixed' solver_type: ADAGRAD").type
     'AdaGrad'
+    >>> read_solver("base_lr: 0.1 lr_policy: 'step'")
+    Traceback (most recent call last):
+    ...
+    caffe_compat.errors.SolverError: <string>:1: lr_policy "step" needs a positive stepsize
     """
     text, path = load_text_source(path_or_text)
-    solver = parse_text_detailed(text, caffe_pb2.SolverParameter(), path, strict,
-                                 _stacklevel=3).message
+    parsed = parse_text_detailed(text, caffe_pb2.SolverParameter(), path, strict,
+                                 _stacklevel=3)
+    solver = parsed.message
     try:
         upgrade_solver(solver)
     except NetUpgradeError as exc:
         raise PrototxtError(exc.reason, path) from None
     if path is not None:
         upgrade_snapshot_prefix(solver, path)
+    if check:
+        # solvers/ imports this module: import its checks when first needed
+        from caffe_compat.solvers.validation import check_solver
+        check_solver(solver, path, dict(parsed.top_level))
     return solver
 
 

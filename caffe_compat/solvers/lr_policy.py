@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from caffe_compat.proto import caffe_pb2  # noqa: F401  (the docstring examples use it)
 
@@ -46,8 +47,6 @@ def learning_rate(param, iteration: int, current_step: int = 0,
     if policy == "fixed":
         return base, current_step
     if policy == "step":
-        if param.stepsize <= 0:
-            raise ValueError("lr_policy step needs a positive stepsize")
         step = it // param.stepsize
         return base * math.pow(param.gamma, step), step
     if policy == "exp":
@@ -63,8 +62,6 @@ def learning_rate(param, iteration: int, current_step: int = 0,
     if policy == "sigmoid":
         return base * (1.0 / (1.0 + math.exp(-param.gamma * (it - float(param.stepsize))))), current_step
     if policy == "multifixed":
-        if len(param.stagelr) != len(param.stageiter) or not len(param.stagelr):
-            raise ValueError("lr_policy multifixed needs as many stagelr as stageiter values")
         stage = next((i for i, end in enumerate(param.stageiter) if it <= end),
                      len(param.stageiter) - 1)
         return float(param.stagelr[stage]), current_step
@@ -77,5 +74,39 @@ def learning_rate(param, iteration: int, current_step: int = 0,
                 current_step += 1
                 state.iter_last_event = it
         return base * math.pow(param.gamma, current_step), current_step
-    raise ValueError(f"unknown lr_policy {policy!r} (Caffe knows fixed, step, exp, inv, "
-                     "multistep, poly, sigmoid; the Intel branch also plateau, multifixed)")
+    raise ValueError(policy_problem(param))
+
+
+#: The policies :func:`learning_rate` knows: Caffe's, then the Intel branch's.
+POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "multifixed", "plateau")
+
+
+def policy_problem(param) -> Optional[str]:
+    """Why ``param``'s lr_policy cannot run (None when it can), checked when a solver is
+    read instead of at the first step.
+
+    Caffe stops on an unknown policy and on ``step`` without a positive ``stepsize``
+    (GetLearningRate's LOG(FATAL) and CHECK_GT). It silently runs ``multistep``
+    without ``stepvalue`` as ``fixed`` and divides by zero for ``poly`` without
+    ``max_iter``: both are refused here rather than trained wrongly.
+
+    >>> policy_problem(caffe_pb2.SolverParameter(lr_policy="setp"))
+    'unknown lr_policy "setp" (known: fixed, step, exp, inv, multistep, poly, sigmoid, multifixed, plateau)'
+    >>> policy_problem(caffe_pb2.SolverParameter(lr_policy="step", stepsize=0))
+    'lr_policy "step" needs a positive stepsize'
+    """
+    policy = param.lr_policy
+    if not policy:
+        return f'no lr_policy (known: {", ".join(POLICIES)})'
+    if policy not in POLICIES:
+        return f'unknown lr_policy "{policy}" (known: {", ".join(POLICIES)})'
+    if policy == "step" and param.stepsize <= 0:
+        return 'lr_policy "step" needs a positive stepsize'
+    if policy == "multistep" and not len(param.stepvalue):
+        return 'lr_policy "multistep" needs at least one stepvalue'
+    if policy == "poly" and param.max_iter <= 0:
+        return 'lr_policy "poly" needs a positive max_iter'
+    if policy == "multifixed" and (len(param.stagelr) != len(param.stageiter)
+                                   or not len(param.stagelr)):
+        return 'lr_policy "multifixed" needs as many stagelr as stageiter values'
+    return None

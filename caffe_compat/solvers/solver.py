@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.errors import SolverError
 from caffe_compat.formats.net_filter import filter_net_state, solver_test_state, solver_train_state
 from caffe_compat.formats.prototxt import NetDefinition, read_net
 from caffe_compat.formats.upgrade import upgrade_net
@@ -30,6 +31,7 @@ from caffe_compat.formats.solver_files import read_solver, resolve_path
 from caffe_compat.proto import caffe_pb2
 from caffe_compat.solvers.lr_policy import PlateauState, learning_rate
 from caffe_compat.solvers.update_rules import HISTORY_SETS, RULES
+from caffe_compat.solvers.validation import check_solver
 
 log = logging.getLogger("caffe_compat.solver")
 
@@ -78,9 +80,7 @@ class Solver:
         self.param = param if param is not None else read_solver(self.path)
         if self.solver_type is not None and self.param.type != self.solver_type:
             self.param.type = self.solver_type
-        if self.param.type not in RULES:
-            raise ValueError(f"unknown solver type {self.param.type!r}; "
-                             f"Caffe knows {', '.join(RULES)}")
+        check_solver(self.param, self.path)
         if self.param.random_seed >= 0:
             from caffe_compat.engine.fillers import set_random_seed
             set_random_seed(self.param.random_seed)
@@ -122,8 +122,8 @@ class Solver:
         definition = (self._definition("train_net", "train_net_param")
                       or self._definition("net", "net_param"))
         if definition is None:
-            raise ValueError("the solver names no train net (net, net_param, train_net or "
-                             "train_net_param)")
+            raise SolverError("the solver names no train net (net, net_param, train_net or "
+                              "train_net_param)", path=self.path)
         net = self._net_from(definition, solver_train_state(p, definition.param))
         for w in p.weights:
             net.copy_from(resolve_path(self.path, w) if self.path else w)
@@ -142,8 +142,8 @@ class Solver:
         nets = []
         count = len(defs) + (len(p.test_iter) - len(defs) if general is not None else 0)
         if count != len(p.test_iter) and (defs or general is not None):
-            raise ValueError(f"test_iter must be given once per test net ({count} test nets, "
-                             f"{len(p.test_iter)} test_iter)")
+            raise SolverError(f"test_iter must be given once per test net ({count} test nets, "
+                              f"{len(p.test_iter)} test_iter)", path=self.path)
         for i in range(count):
             definition = defs[i] if i < len(defs) else general
             net = self._net_from(definition, solver_test_state(p, definition.param, i))
@@ -367,10 +367,8 @@ class Solver:
             if local_decay:
                 if p.regularization_type == "L2":
                     diff = diff + local_decay * data
-                elif p.regularization_type == "L1":
+                else:     # "L1" (check_solver refused any other kind)
                     diff = diff + local_decay * mx.nd.sign(data)
-                else:
-                    raise ValueError(f"unknown regularization_type {p.regularization_type!r}")
             update = rule(diff, [h[i] for h in self.history], rate * lr_mult, p, self.iter)
             data[:] = data - update
         for blob in net._param_blobs:

@@ -29,13 +29,11 @@ def guide_image() -> Path:
 def load_image(path: PathLike, size: Optional[Sequence[int]] = None) -> np.ndarray:
     """``np.float32(PIL.Image.open(path))`` as RGB (H, W, 3); ``size=(w, h)`` resizes first."""
     import PIL.Image
-    if not os.path.isfile(path):
-        raise FileNotFoundError(2, "No such file", str(path))
-    with PIL.Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None:
-            im = im.resize((int(size[0]), int(size[1])), PIL.Image.BICUBIC)
-        return np.float32(im)
+    from caffe_compat.images import open_rgb
+    im = open_rgb(path)
+    if size is not None:
+        im = im.resize((int(size[0]), int(size[1])), PIL.Image.BICUBIC)
+    return np.float32(im)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
+from caffe_compat.images import read_rgb
 from caffe_compat.recipes.fcn.palette import label_image, overlay
 
 #: infer.py's mean (BGR), the PASCAL VOC training mean of the FCN models.
@@ -31,8 +32,7 @@ FCN_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 def load_image(path: str) -> np.ndarray:
     """An image file as an (H, W, 3) uint8 RGB array (grey/palette/RGBA converted)."""
-    with Image.open(path) as im:
-        return np.array(im if im.mode == "RGB" else im.convert("RGB"))
+    return read_rgb(path)
 
 
 def preprocess(image: np.ndarray, mean: Sequence[float] = FCN_MEAN) -> np.ndarray:

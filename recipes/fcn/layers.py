@@ -37,6 +37,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from caffe_compat import images
 from caffe_compat.engine.layers.python_layer import PyLayer
 
 #: The VOC mean the FCN nets put in their param_str (BGR).
@@ -68,10 +69,7 @@ def parse_param_str(param_str: str, layer: str) -> dict:
 
 def read_rgb(path: str) -> np.ndarray:
     """An image file as an (H, W, 3) array; palette/grey/RGBA images are converted to RGB."""
-    im = Image.open(path)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.array(im, dtype=np.float32)
+    return np.array(images.read_rgb(path), dtype=np.float32)
 
 
 def bgr_minus_mean(rgb: np.ndarray, mean) -> np.ndarray:

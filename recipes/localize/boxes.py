@@ -15,17 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
+from caffe_compat.boxes import box_iou
+
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two boxes (0 when either is empty)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-    return float(inter / (area_a + area_b - inter))
+    pair = np.asarray([a[:4], b[:4]], dtype=np.float64)
+    return float(box_iou(pair[:1], pair[1:], pixel_offset=0)[0, 0])
 
 
 def encode(box: Sequence[float], width: float, height: float) -> tuple:

@@ -13,7 +13,7 @@ Simonyan & Zisserman 2015, VGG's localisation).
   ``lr_mult: 0`` on every layer up to and including the one named.
 
 >>> from caffe_compat.recipes.localize.head import localization_params  # doctest: +SKIP
->>> train, deploy = localization_params(deploy_param, data_param_str, num_classes=None)
+>>> train, deploy = localization_params(deploy_param, data_param_str, num_classes=None)  # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 
 The XML is VOC's (``<annotation><filename>``, ``<size><width><height>``, one
 ``<object>`` per box with ``<name>``, ``<difficult>`` and ``<bndbox>``
-``xmin ymin xmax ymax``); parsed with ``xml.etree``. VOC corners are 1-based and
+``xmin ymin xmax ymax``); parsed by :mod:`caffe_compat.formats.voc_xml`. VOC corners are 1-based and
 inclusive, so a box here is ``(xmin - 1, ymin - 1, xmax, ymax)``: continuous pixel
 coordinates where pixel k spans [k, k + 1), the convention :mod:`.boxes` uses::
 
@@ -14,11 +14,11 @@ coordinates where pixel k spans [k, k + 1), the convention :mod:`.boxes` uses::
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Optional
 
 from caffe_compat.errors import CaffeCompatError
+from caffe_compat.formats.voc_xml import read_voc_xml
 
 
 @dataclass(frozen=True)
@@ -41,49 +41,22 @@ class Annotation:
     objects: tuple
 
 
-def _text(node, tag: str, path: str) -> str:
-    child = node.find(tag)
-    if child is None or child.text is None:
-        raise CaffeCompatError(f"{path}: <{node.tag}> has no <{tag}>")
-    return child.text.strip()
-
-
-def _number(node, tag: str, path: str) -> float:
-    value = _text(node, tag, path)
-    try:
-        return float(value)
-    except ValueError:
-        raise CaffeCompatError(f"{path}: <{tag}> is {value!r}, not a number") from None
-
-
 def read_annotation(xml_path: str, voc_dir: Optional[str] = None) -> Annotation:
     """One ``Annotations/<id>.xml`` (the image is looked up in ``voc_dir/JPEGImages``)."""
-    try:
-        root = ET.parse(xml_path).getroot()
-    except ET.ParseError as exc:
-        raise CaffeCompatError(f"{xml_path}: not valid XML ({exc})") from None
+    parsed = read_voc_xml(xml_path)
     ann_id = os.path.splitext(os.path.basename(xml_path))[0]
     voc_dir = voc_dir or os.path.dirname(os.path.dirname(os.path.abspath(xml_path)))
-    filename = root.findtext("filename") or ann_id + ".jpg"
-    image = os.path.join(voc_dir, "JPEGImages", filename.strip())
-    size = root.find("size")
-    if size is None:
+    image = os.path.join(voc_dir, "JPEGImages", parsed.filename or ann_id + ".jpg")
+    if parsed.width is None:
         raise CaffeCompatError(f"{xml_path}: no <size>")
-    width, height = int(_number(size, "width", xml_path)), int(_number(size, "height", xml_path))
     objects = []
-    for obj in root.findall("object"):
-        bb = obj.find("bndbox")
-        if bb is None:
-            raise CaffeCompatError(f"{xml_path}: an <object> has no <bndbox>")
-        xmin, ymin, xmax, ymax = (_number(bb, t, xml_path)
-                                  for t in ("xmin", "ymin", "xmax", "ymax"))
+    for obj in parsed.objects:
+        xmin, ymin, xmax, ymax = obj.bndbox
         if xmax < xmin or ymax < ymin:
             raise CaffeCompatError(f"{xml_path}: box ({xmin}, {ymin}, {xmax}, {ymax}) has "
                                    "max < min")
-        difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        objects.append(VOCObject(_text(obj, "name", xml_path),
-                                 (xmin - 1, ymin - 1, xmax, ymax), difficult))
-    return Annotation(ann_id, image, width, height, tuple(objects))
+        objects.append(VOCObject(obj.name, (xmin - 1, ymin - 1, xmax, ymax), obj.difficult))
+    return Annotation(ann_id, image, parsed.width, parsed.height, tuple(objects))
 
 
 def dataset_ids(voc_dir: str, split: Optional[str] = None) -> list:

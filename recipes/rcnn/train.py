@@ -30,13 +30,13 @@ The steps of R-CNN's ``experiments/`` scripts, on caffe-compat:
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from caffe_compat.errors import CaffeCompatError
+from caffe_compat.formats.voc_xml import read_voc_xml
 from caffe_compat.proto import caffe_pb2
 from caffe_compat.recipes.rcnn.bbox_regression import (MIN_OVERLAP, RIDGE_LAMBDA, BBoxRegressor,
                                                        regression_examples, train_bbox_regressor)
@@ -77,31 +77,25 @@ class Annotation:
 
     def image_size(self) -> Tuple[int, int]:
         if self.size is None:
-            import cv2
-            img = cv2.imread(self.image, cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise TrainingError(f"{self.image}: not a readable image")
-            self.size = (int(img.shape[0]), int(img.shape[1]))
+            from caffe_compat.images import read_bgr
+            self.size = tuple(int(d) for d in read_bgr(self.image).shape[:2])
         return self.size
 
 
 def read_voc_annotation(xml_path: str, class_names: Sequence[str], image_dir: str = "") -> Annotation:
     """A PASCAL VOC ``Annotations/*.xml`` (1-based pixel boxes) as an :class:`Annotation`
     (0-based); ``class_names`` without background, in label order."""
-    root = ET.parse(xml_path).getroot()
+    parsed = read_voc_xml(xml_path)
     index = {name: i + 1 for i, name in enumerate(class_names)}
     boxes, labels, difficult = [], [], []
-    for obj in root.findall("object"):
-        name = obj.findtext("name", "").strip()
-        if name not in index:
-            raise TrainingError(f"{xml_path}: object class {name!r} is not one of the classes")
-        bb = obj.find("bndbox")
-        boxes.append([float(bb.findtext(k)) - 1 for k in ("xmin", "ymin", "xmax", "ymax")])
-        labels.append(index[name])
-        difficult.append(obj.findtext("difficult", "0").strip() == "1")
-    size = root.find("size")
-    hw = (int(size.findtext("height")), int(size.findtext("width"))) if size is not None else None
-    image = os.path.join(image_dir, root.findtext("filename", "").strip())
+    for obj in parsed.objects:
+        if obj.name not in index:
+            raise TrainingError(f"{xml_path}: object class {obj.name!r} is not one of the classes")
+        boxes.append([v - 1 for v in obj.bndbox])
+        labels.append(index[obj.name])
+        difficult.append(obj.difficult)
+    hw = (parsed.height, parsed.width) if parsed.width is not None else None
+    image = os.path.join(image_dir, parsed.filename or "")
     return Annotation(image, np.array(boxes).reshape(-1, 4), np.array(labels, np.int64),
                       np.array(difficult, bool), hw)
 

@@ -310,14 +310,8 @@ class NeuralStyle:
 
 def load_image(path: str) -> np.ndarray:
     """RGB uint8 H x W x 3 (grey and alpha images converted)."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        import os
-        if not os.path.isfile(path):
-            raise FileNotFoundError(2, "No such file or directory", str(path))
-        raise CaffeCompatError(f"{path}: not an image OpenCV can read")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    from caffe_compat.images import read_bgr
+    return np.ascontiguousarray(read_bgr(path)[:, :, ::-1])
 
 
 def save_image(img: np.ndarray, path: str) -> None:

@@ -46,7 +46,7 @@ def relu_backward(method: str, top_diff, bottom_data, negative_slope: float = 0.
     """A ReLU's bottom diff under ``method`` (numpy arrays or MXNet NDArrays alike).
 
     >>> relu_backward("guided", np.array([1., -1., 2.]), np.array([-3., 3., 3.]))
-    array([0., -0., 2.])
+    array([ 0., -0.,  2.])
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -41,8 +41,8 @@ def embedded_source() -> NetSource:
 
 def _tiles(image_path: Path, folder: Path, size: int = 112) -> list:
     """Overlapping square crops of the picture, written as PNGs (the patch search set)."""
-    from PIL import Image
-    img = Image.open(image_path).convert("RGB")
+    from caffe_compat.images import open_rgb
+    img = open_rgb(image_path)
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for i, y in enumerate(range(0, img.height - size + 1, size // 2)):

@@ -182,14 +182,7 @@ def block_context(block):
 def load_image(path) -> np.ndarray:
     """An image file as H x W x 3 RGB float32 in [0, 1] (``caffe.io.load_image``)."""
     from caffe_compat.io import load_image as _load
-    if not os.path.isfile(path):
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    try:
-        return _load(str(path))
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, OSError) and exc.filename:
-            raise
-        raise CaffeCompatError(f"{path}: cannot read the image ({exc})") from exc
+    return _load(path)
 
 
 # --------------------------------------------------------------------------- CLI helpers

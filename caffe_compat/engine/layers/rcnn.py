@@ -26,6 +26,7 @@ from typing import Sequence
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.boxes import nms as boxes_nms
 from caffe_compat.engine.layer import Layer, Shape, count, register_layer
 from caffe_compat.proto import caffe_pb2
 
@@ -99,23 +100,12 @@ def clip_boxes(boxes: np.ndarray, im_shape: Sequence[float]) -> np.ndarray:
 
 
 def nms(dets: np.ndarray, thresh: float) -> list[int]:
-    """py-faster-rcnn's greedy NMS on ``[x1, y1, x2, y2, score]`` rows: visit by
-    descending score, drop the boxes whose IoU (``+1`` pixel areas) with a kept box
-    exceeds ``thresh``. Returns kept row indices in visiting order."""
-    x1, y1, x2, y2, scores = (dets[:, k] for k in range(5))
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        overlap = inter / (areas[i] + areas[rest] - inter)
-        order = rest[overlap <= thresh]
-    return keep
+    """py-faster-rcnn's ``py_cpu_nms`` on ``[x1, y1, x2, y2, score]`` rows: visit in
+    ``scores.argsort()[::-1]`` order, drop the boxes whose IoU (``+1`` pixel areas) with
+    a kept box exceeds ``thresh``. Returns kept row indices in visiting order."""
+    scores = dets[:, 4]
+    return boxes_nms(dets[:, :4], scores, thresh, pixel_offset=1,
+                     order=scores.argsort()[::-1]).tolist()
 
 
 def rpn_proposals(fg_scores: np.ndarray, deltas: np.ndarray, im_info: np.ndarray,

@@ -26,6 +26,7 @@ from typing import Sequence
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.boxes import box_iou
 from caffe_compat.engine.fillers import default_filler
 from caffe_compat.engine.layer import Layer, Shape, register_layer
 from caffe_compat.proto import caffe_pb2
@@ -279,27 +280,6 @@ def decode_boxes(loc: np.ndarray, prior: np.ndarray, variance: np.ndarray,
                     axis=1).astype(_F32)
 
 
-def box_size(box: np.ndarray) -> np.ndarray:
-    """BBoxSize (normalized): width * height, 0 for an inverted box."""
-    w = box[..., 2] - box[..., 0]
-    h = box[..., 3] - box[..., 1]
-    return np.where((w < 0) | (h < 0), _F32(0), w * h).astype(_F32)
-
-
-def jaccard(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """JaccardOverlap (normalized) of one box with each of ``boxes``, in float."""
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    iw, ih = ix1 - ix0, iy1 - iy0
-    inter = iw * ih
-    union = box_size(box) + box_size(boxes) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        overlap = np.where((iw > 0) & (ih > 0), inter / union, _F32(0))
-    return overlap.astype(_F32)
-
-
 def nms_fast(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
              nms_threshold: float, eta: float, top_k: int) -> list[int]:
     """ApplyNMSFast: scores above the threshold, stable-sorted descending, the first
@@ -311,7 +291,8 @@ def nms_fast(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
     keep: list[int] = []
     threshold = _F32(nms_threshold)
     for idx in order:
-        if keep and not np.all(jaccard(boxes[idx], boxes[keep]) <= threshold):
+        # JaccardOverlap (normalized boxes, float32 like the fork's float)
+        if keep and not np.all(box_iou(boxes[idx:idx + 1], boxes[keep])[0] <= threshold):
             continue
         keep.append(int(idx))
         if eta < 1 and threshold > 0.5:

@@ -52,8 +52,11 @@ def read_image(path: str, new_height: int, new_width: int, is_color: bool) -> Op
     """Caffe's ReadImageToCVMat: cv2.imread (BGR, or gray), resized with INTER_LINEAR to
     exactly new_width x new_height when both are set; None if it cannot be read."""
     import cv2
-    img = cv2.imread(path, cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
-    if img is None:
+    from caffe_compat.errors import ImageReadError
+    from caffe_compat.images import read_bgr
+    try:
+        img = read_bgr(path, is_color)
+    except (FileNotFoundError, ImageReadError):
         return None
     if new_height > 0 and new_width > 0:
         img = cv2.resize(img, (new_width, new_height), interpolation=cv2.INTER_LINEAR)

@@ -155,11 +155,16 @@ class _WindowLoader:
 
     def image(self, window) -> np.ndarray:
         import cv2
+        from caffe_compat.errors import ImageReadError
+        from caffe_compat.images import read_bgr
         path, _, line = self.images[window.image]
         if self.cache is not None:
             img = cv2.imdecode(np.frombuffer(self.cache[window.image], np.uint8), cv2.IMREAD_COLOR)
         else:
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            try:
+                img = read_bgr(path)
+            except (FileNotFoundError, ImageReadError):
+                img = None
         if img is None:
             raise self.error(f"{self.window_path}:{line}: could not open or find image {path!r}")
         return img
