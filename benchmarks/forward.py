@@ -33,6 +33,9 @@ parser.add_argument("--runs", type=int, default=9)
 parser.add_argument("--batches", default="1,10")
 parser.add_argument("--nets", default="bvlc_googlenet,bvlc_alexnet,resnet50,vgg16")
 parser.add_argument("--no-backward", action="store_true", help="skip the forward+backward table")
+parser.add_argument("--backward-batches", default="1",
+                    help="batches of the forward+backward table (a recorded batch of 10 holds "
+                         "several GB on ResNet-50/VGG-16)")
 args = parser.parse_args()
 os.environ["OMP_NUM_THREADS"] = str(args.threads)   # before MXNet is imported
 os.environ["MXNET_ENGINE_TYPE"] = os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")
@@ -145,7 +148,7 @@ def main() -> None:
                   f"{cell(ms_api / engine, '{:.2f}', 10)} {cell(fused_ms, width=12)} "
                   f"{drift_cell:>8s} {cell(ms_cv)} {cell(engine / ms_cv, '{:.2f}', 10)} "
                   f"{cell(ms_gluon)} {cell(CAFFE_MS.get((name, batch)), '{:d}', 10)}", flush=True)
-            if not args.no_backward:
+            if not args.no_backward and str(batch) in args.backward_batches.split(","):
                 backward_rows.append((name, batch, *time_backward(prototxt, weights, x, tmp)))
     if backward_rows:
         print("\nForward + backward (force_backward: every blob diff and parameter diff)")

@@ -88,10 +88,15 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
         for name in net.outputs:
             net.blobs[name].diff[...] = 0.5
         net.backward()
+    elif script == "chain":                 # backward from an in-place layer (ReLU on a conv)
+        inplace = [n for n in names if net.top_names[n] and net.top_names[n] == net.bottom_names[n]]
+        net.forward()
+        net.blobs[net.top_names[inplace[-1]][0]].diff[...] = 1.0
+        net.backward(start=inplace[-1], end=inplace[0])
     return state(net)
 
 
-@pytest.mark.parametrize("script", ["full", "dream", "partial", "stale"])
+@pytest.mark.parametrize("script", ["full", "dream", "partial", "stale", "chain"])
 @pytest.mark.parametrize("name", gh.SETS)
 def test_fast_path_equals_layer_by_layer(name, script, tmp_path):
     gs = gh.load(name)

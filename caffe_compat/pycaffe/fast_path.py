@@ -115,6 +115,12 @@ class Segment:
         tapped = {v for (i, j), v in self.consumed.items()
                   if not isinstance(v, tuple) and self.carries_gradient(i, j)}
         self.tapped = sorted(tapped)
+        # What a backward of the whole segment reads: each blob's diff at its first
+        # version (the lowest consumer writes it last) and heads at final versions.
+        first: dict = {}
+        for v, (i, blob) in enumerate(self.versions):
+            first.setdefault(blob, v)
+        self.first_tapped = sorted(v for v in tapped if first[self.versions[v][1]] == v)
         self.any_need_backward = any(graph.layers[i].need_backward for i in self.layers)
         self.deterministic = all(_deterministic(self.net.caffe_layers[i]) for i in self.layers)
         self._graphs: "OrderedDict[tuple, SegmentGraph]" = OrderedDict()
@@ -124,14 +130,16 @@ class Segment:
         return bottom not in self.blocked.get(layer, ())
 
     def graph(self, shapes: Sequence[tuple], recording: bool,
-              exposed: Optional[frozenset] = None) -> "SegmentGraph":
+              exposed: Optional[frozenset] = None, every_version: bool = True) -> "SegmentGraph":
         """The cached graph for these input shapes (layers re-shaped when new); outside
-        recording, ``exposed`` limits the blobs it returns (None: every blob)."""
-        key = (tuple(shapes), recording, exposed)
+        recording, ``exposed`` limits the blobs it returns (None: every blob); recording,
+        ``every_version=False`` returns final versions and taps first versions only
+        (enough for a backward of the whole segment)."""
+        key = (tuple(shapes), recording, exposed, every_version)
         g = self._graphs.get(key)
         if g is None:
             self._reshape_layers(dict(zip(self.input_names, shapes)))
-            g = SegmentGraph(self, recording, exposed)
+            g = SegmentGraph(self, recording, exposed, every_version)
             self._graphs[key] = g
             if len(self._graphs) > GRAPHS_PER_SEGMENT:
                 self._graphs.popitem(last=False)
@@ -161,10 +169,14 @@ class SegmentGraph(mx.gluon.HybridBlock):
     :attr:`taps`). ``slot_of_version[v]`` / ``slot_of_blob[b]`` index the outputs.
     """
 
-    def __init__(self, segment: Segment, recording: bool, exposed: Optional[frozenset] = None):
+    def __init__(self, segment: Segment, recording: bool, exposed: Optional[frozenset] = None,
+                 every_version: bool = True):
         super().__init__(prefix=f"segment{segment.start}_{segment.end}_")
         self.segment, self.recording = segment, recording
         self.exposed = None if recording else exposed
+        self.every_version = every_version or not recording
+        self.tapped = (segment.tapped if self.every_version else segment.first_tapped) \
+            if recording else []
         for i in segment.layers:
             self.register_child(segment.net.caffe_layers[i], f"layer{i}")
         self.slot_of_version: dict = {}
@@ -179,11 +191,17 @@ class SegmentGraph(mx.gluon.HybridBlock):
         self._active = True
         self._flags = [("static_alloc", True), ("static_shape", True)]
 
+    def serves(self, heads: Sequence[int], readouts: Sequence[int]) -> bool:
+        """This recording has outputs at ``heads`` and taps at ``readouts`` (versions)."""
+        tapped = set(self.tapped)
+        return (all(v in self.slot_of_version for v in heads)
+                and all(v in tapped for v in readouts))
+
     def make_taps(self, ctx: mx.Context) -> list:
         """Zero tap inputs (reused across calls; their grads are read after backward)."""
         if not self.taps:
             layers = self.segment.net.caffe_layers
-            for v in self.segment.tapped:
+            for v in self.tapped:
                 i, blob = self.segment.versions[v]
                 node = self.segment.net.graph.layers[i]
                 shape = layers[i].top_shapes[node.tops.index(blob)] or (1,)
@@ -200,7 +218,7 @@ class SegmentGraph(mx.gluon.HybridBlock):
         seg = self.segment
         n = len(seg.input_names)
         values = dict(zip(seg.input_names, args[:n]))
-        tap_of = dict(zip(seg.tapped, args[n:])) if self.recording else {}
+        tap_of = dict(zip(self.tapped, args[n:])) if self.recording else {}
         version_values: list = []
 
         def on_top(i, name, value):
@@ -229,7 +247,8 @@ class SegmentGraph(mx.gluon.HybridBlock):
 
         final = {b: v for b, v in seg.final_version.items()
                  if self.exposed is None or b in self.exposed}
-        wanted = range(len(version_values)) if self.recording else final.values()
+        wanted = (range(len(version_values)) if self.recording and self.every_version
+                  else final.values())
         for v in wanted:
             self.slot_of_version[v] = slot(version_values[v])
         self.slot_of_blob = {b: self.slot_of_version[v] for b, v in final.items()}

@@ -436,7 +436,11 @@ class Net:
         graph = None
         if (recording or not (segment.deterministic and self.lazy_blobs)
                 or any(b in self._in_graph_memory for b in segment.input_names)):
-            graph = segment.graph([tuple(x.shape) for x in inputs], recording)
+            # A deterministic segment is recorded lean (final versions, first-version
+            # taps: a whole-segment backward); a backward from inside an in-place chain
+            # records it again with every version (_rerecord_every_version).
+            graph = segment.graph([tuple(x.shape) for x in inputs], recording,
+                                  every_version=not segment.deterministic)
         if recording:
             leaves = []
             for x in inputs:
@@ -525,18 +529,30 @@ class Net:
 
     def _backward_segment(self, tape: "_SegmentTape", lo: int, hi: int) -> None:
         """Caffe's Backward of layers ``lo..hi`` through one recorded segment graph."""
-        graph, segment = tape.graph, tape.graph.segment
+        segment = tape.graph.segment
         consumed_within = {v for (i, j), v in segment.consumed.items() if lo <= i <= hi}
+        head_versions = [v for v, (i, _) in enumerate(segment.versions)
+                         if lo <= i <= hi and v not in consumed_within]
+        # Each bottom diff is written by its lowest consumer in lo..hi (Caffe's last write).
+        written: dict = {}
+        for (i, j), v in sorted(segment.consumed.items(), reverse=True):
+            if lo <= i <= hi and segment.carries_gradient(i, j):
+                written[self._graph.layers[i].bottoms[j]] = v
+        readouts = [v for v in written.values() if not isinstance(v, tuple)]
+        if not tape.graph.serves(head_versions or [min(
+                v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)], readouts):
+            self._rerecord_every_version(tape)
+        graph = tape.graph
         heads: dict = {}
-        for v, (i, blob) in enumerate(segment.versions):
-            if lo <= i <= hi and v not in consumed_within:
-                slot = graph.slot_of_version[v]
-                head = self._diff[blob].device().reshape(tape.outputs[slot].shape)
-                # a copy: a static graph's backward may hand the head's memory on as
-                # the gradient of a tap, which the next backward zeroes
-                heads[slot] = heads[slot] + head if slot in heads else head.copy()
+        for v in head_versions:
+            blob = segment.versions[v][1]
+            slot = graph.slot_of_version[v]
+            head = self._diff[blob].device().reshape(tape.outputs[slot].shape)
+            # a copy: a static graph's backward may hand the head's memory on as
+            # the gradient of a tap, which the next backward zeroes
+            heads[slot] = heads[slot] + head if slot in heads else head.copy()
         if not heads:           # every head is zero: the diffs written are zeros
-            v = next(v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)
+            v = min(v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)
             slot = graph.slot_of_version[v]
             heads[slot] = mx.nd.zeros(tape.outputs[slot].shape, ctx=self._ctx)
         below = [p for i in range(segment.start, lo) for p in self._block.caffe_layers[i].blobs()]
@@ -545,12 +561,7 @@ class Net:
         # gradient reaches)
         _run_backward([tape.outputs[s] for s in heads], list(heads.values()))
         restore_grads(saved, self._ctx)
-        # Each bottom diff is written by its lowest consumer in lo..hi (Caffe's last write).
-        written: dict = {}
-        for (i, j), v in sorted(segment.consumed.items(), reverse=True):
-            if lo <= i <= hi and segment.carries_gradient(i, j):
-                written[self._graph.layers[i].bottoms[j]] = v
-        tap_grad = {v: tap.grad for v, tap in zip(segment.tapped, graph.taps)}
+        tap_grad = {v: tap.grad for v, tap in zip(graph.tapped, graph.taps)}
         leaf_grad = {name: leaf.grad for name, leaf in zip(segment.input_names, tape.leaves)}
         for blob, v in written.items():
             grad = leaf_grad[v[1]] if isinstance(v, tuple) else tap_grad[v]
@@ -558,6 +569,16 @@ class Net:
         for i in range(lo, hi + 1):
             for blob in self.layers[i].blobs:
                 blob._diff.device_changed()
+
+    def _rerecord_every_version(self, tape: "_SegmentTape") -> None:
+        """A backward starting inside an in-place chain needs heads and diffs at versions
+        the lean recording does not keep: record the segment again from the same inputs
+        with every version (it is deterministic, so the values are the same)."""
+        segment = tape.graph.segment
+        graph = segment.graph([tuple(x.shape) for x in tape.leaves], True, every_version=True)
+        with mx.autograd.record():
+            tape.outputs = _as_list(graph(*tape.leaves, *graph.make_taps(self._ctx)))
+        tape.graph = graph
 
     def _layer_index(self, name: str) -> int:
         try:
