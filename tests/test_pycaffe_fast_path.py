@@ -93,10 +93,19 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
         net.forward()
         net.blobs[net.top_names[inplace[-1]][0]].diff[...] = 1.0
         net.backward(start=inplace[-1], end=inplace[0])
+    elif script == "staged":                # DeepDream's several ends: diffs added between
+        net.forward()
+        i = names.index(mid)
+        for name in net.outputs:
+            net.blobs[name].diff[...] = 1.0
+        net.backward(end=names[i + 1])
+        for top in net.top_names[mid]:
+            net.blobs[top].diff[...] += net.blobs[top].data
+        net.backward(start=mid)
     return state(net)
 
 
-@pytest.mark.parametrize("script", ["full", "dream", "partial", "stale", "chain"])
+@pytest.mark.parametrize("script", ["full", "dream", "partial", "stale", "chain", "staged"])
 @pytest.mark.parametrize("name", gh.SETS)
 def test_fast_path_equals_layer_by_layer(name, script, tmp_path):
     gs = gh.load(name)

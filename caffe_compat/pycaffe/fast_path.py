@@ -177,6 +177,7 @@ class SegmentGraph(mx.gluon.HybridBlock):
         self.every_version = every_version or not recording
         self.tapped = (segment.tapped if self.every_version else segment.first_tapped) \
             if recording else []
+        self.lent: dict = {}        # blob -> tap gradient buffer serving as its diff (net.py)
         for i in segment.layers:
             self.register_child(segment.net.caffe_layers[i], f"layer{i}")
         self.slot_of_version: dict = {}

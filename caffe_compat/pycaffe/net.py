@@ -38,6 +38,7 @@ class _SegmentTape:
 
     def __init__(self, valid: tuple, graph, leaves: list, outputs: list):
         self.valid, self.graph, self.leaves, self.outputs = valid, graph, leaves, outputs
+        self.lent: dict = {}        # blob -> leaf gradient buffer serving as its diff
 
 
 def _run_backward(outputs: list, heads: list) -> None:
@@ -539,6 +540,8 @@ class Net:
             if lo <= i <= hi and segment.carries_gradient(i, j):
                 written[self._graph.layers[i].bottoms[j]] = v
         readouts = [v for v in written.values() if not isinstance(v, tuple)]
+        self._reclaim_lent(tape.graph.lent, written)
+        self._reclaim_lent(tape.lent, written)
         if not tape.graph.serves(head_versions or [min(
                 v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)], readouts):
             self._rerecord_every_version(tape)
@@ -563,12 +566,24 @@ class Net:
         restore_grads(saved, self._ctx)
         tap_grad = {v: tap.grad for v, tap in zip(graph.tapped, graph.taps)}
         leaf_grad = {name: leaf.grad for name, leaf in zip(segment.input_names, tape.leaves)}
+        # The diffs are the gradient buffers themselves (no copy), lent until the next
+        # backward through this graph or tape, which copies out what it will not rewrite.
         for blob, v in written.items():
-            grad = leaf_grad[v[1]] if isinstance(v, tuple) else tap_grad[v]
-            self._diff[blob].set_device(grad.copy())
+            grad, lent = ((leaf_grad[v[1]], tape.lent) if isinstance(v, tuple)
+                          else (tap_grad[v], graph.lent))
+            self._diff[blob].set_device(grad)
+            lent[blob] = grad
         for i in range(lo, hi + 1):
             for blob in self.layers[i].blobs:
                 blob._diff.device_changed()
+
+    def _reclaim_lent(self, lent: dict, rewritten: dict) -> None:
+        """Before a backward overwrites gradient buffers lent out as diffs, the diffs it
+        will not rewrite get their own copy."""
+        for blob, array in lent.items():
+            if blob not in rewritten and self._diff[blob].device_value_is(array):
+                self._diff[blob].set_device(array.copy())
+        lent.clear()
 
     def _rerecord_every_version(self, tape: "_SegmentTape") -> None:
         """A backward starting inside an in-place chain needs heads and diffs at versions

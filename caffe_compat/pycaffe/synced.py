@@ -132,6 +132,10 @@ class SyncedArray:
         self._dev, self._lazy = value, None
         self._head = _DEVICE
 
+    def device_value_is(self, array: mx.nd.NDArray) -> bool:
+        """The value is ``array`` (not superseded by a numpy write)."""
+        return self._dev is array and self._head != _HOST and self._lazy is None
+
     def end_call(self) -> None:
         """An API exit: refresh exported numpy buffers in place (a buffer no one holds
         any more is refreshed when next asked for instead)."""
