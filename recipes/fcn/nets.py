@@ -18,7 +18,9 @@ voc-fcn8s), and an unnormalised ``SoftmaxWithLoss`` ignoring 255.
 The data-layer module defaults to the original name (``voc_layers``, ...), so the
 text equals the original files; pass ``module=LAYERS_MODULE`` for prototxts that find
 caffe-compat's layers without :func:`caffe_compat.recipes.fcn.install_layer_modules`.
-:func:`make_net` writes a model's pair of files, :data:`MODELS` describes each model.
+:func:`make_net` writes a model's pair of files, :data:`MODELS` describes each model
+(the originals plus ``shapes-fcn8s``, the demo's small FCN-8s trained from scratch on
+:mod:`caffe_compat.recipes.shapes` scenes; :func:`shapes_fcn_deploy` is its deploy net).
 """
 from __future__ import annotations
 
