@@ -5,8 +5,8 @@
    selective-search windows, per-class SVMs and pool5 box regressors, all trained by
    this recipe's ``train`` module) detects circles, squares and triangles in the bundled
    held-out test scenes: selective search "fast" proposals, SVM scores, box regression,
-   NMS 0.3. Each scene's detections scoring above 0 are drawn to
-   ``rcnn_<scene>.png``; the stage prints ``rcnn: mAP@0.5 X``, the VOC07 AP over the
+   NMS 0.3. Each scene's best detections (at most 5, SVM score above -1, the edge of the
+   SVMs' negative margin) are drawn to ``rcnn_<scene>.png``; the stage prints ``rcnn: mAP@0.5 X``, the VOC07 AP over the
    scenes (GluonCV's metric, every NMS survivor ranked, as :mod:`.voc_eval`).
 2. With network: ``bvlc_reference_rcnn_ilsvrc13`` from the zoo (about 230 MB, downloaded
    once) on ``data/chelsea.jpg`` (scikit-image's ``chelsea()``, CC0 by Stefan van der
@@ -32,6 +32,8 @@ from caffe_compat.recipes.rcnn.detector import (DEFAULT_MODEL, ImageDetections, 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SAMPLE_IMAGE = os.path.join(DATA, "chelsea.jpg")
 DOWNLOAD_TIMEOUT = 20.0
+#: Drawn: a scene's best detections (at most 5) outside the SVMs' negative margin (score > -1).
+DRAW_THRESHOLD, DRAW_TOP_K = -1.0, 5
 
 
 def _reason(exc: Exception) -> str:
@@ -52,9 +54,9 @@ def _zoo_detector() -> RCNNDetector:
     return RCNNDetector.from_zoo(DEFAULT_MODEL)
 
 
-def above(found: ImageDetections, threshold: float) -> ImageDetections:
-    """The detections scoring above ``threshold`` (SVM scores: above 0 is "object")."""
-    keep = found.scores > threshold
+def best(found: ImageDetections, threshold: float, top_k: int) -> ImageDetections:
+    """The ``top_k`` best detections scoring above ``threshold`` (``found`` is best first)."""
+    keep = np.flatnonzero(found.scores > threshold)[:top_k]
     return ImageDetections(found.boxes[keep], found.scores[keep], found.labels[keep],
                            found.class_names, found.image, found.image_size, found.num_proposals)
 
@@ -76,7 +78,7 @@ def detect_shapes(out_dir: str, log: Callable[[str], None] = print) -> List[str]
         boxes = proposals_for_image(image, "fast")
         windows += len(boxes)
         found.append(detector.detect(image, boxes, threshold=-np.inf, image_name=str(scene.image)))
-        written.append(draw_detections(image, above(found[-1], 0.0),
+        written.append(draw_detections(image, best(found[-1], DRAW_THRESHOLD, DRAW_TOP_K),
                                        os.path.join(out_dir, f"rcnn_{scene.name}.png")))
     result = score_detections(found, annotations, CLASSES)
     per_class = ", ".join(f"{name} {ap:.2f}" for name, ap in result.ap.items())
@@ -116,4 +118,4 @@ def demo_stage(out_dir: str, quick: bool = False, log: Callable[[str], None] = p
     return written
 
 
-__all__ = ["SAMPLE_IMAGE", "above", "demo_stage", "detect_shapes"]
+__all__ = ["SAMPLE_IMAGE", "best", "demo_stage", "detect_shapes"]

@@ -9,12 +9,13 @@ Offline and deterministic: fixed numpy, Caffe-filler and MXNet seeds (two runs o
 machine and MXNet build give the same files; another BLAS or CPU kernel can change the
 trained weights' last bits). What it does:
 
-1. **scenes** (:mod:`.scenes`): a VOC folder in the work directory with 1500 training
-   scenes on :data:`~.scenes.TRAIN_PHOTOS` (seed 0), 40 validation scenes (seed 1) and 4
+1. **scenes** (:mod:`.scenes`): a VOC folder in the work directory with 400 training
+   scenes on :data:`~.scenes.TRAIN_PHOTOS` (seed 0; the first 200 in the segmentation
+   set), 40 validation scenes (seed 1) and 4
    test scenes (seed 2) on the held-out :data:`~.scenes.HELD_OUT_PHOTOS`; the test
    scenes are copied to ``data/scene_<i>.{jpg,xml,png}``.
 2. **R-CNN** (``recipes/rcnn/train.py``, step by step as R-CNN's ``experiments/``):
-   selective search "fast" proposals of the first 400 training scenes and the
+   selective search "fast" proposals of the 400 training scenes and the
    validation scenes; their window file
    (:func:`~..rcnn.train.window_file_from_annotations`); the fine-tuning net
    (:func:`~..rcnn.train.finetune_train_net`: WindowData crops of 64 x 64 with 4 px of
@@ -29,7 +30,8 @@ trained weights' last bits). What it does:
    ``shapes_rcnn.prototxt``, ``shapes_rcnn.caffemodel``, ``shapes_rcnn_bbox.npz``.
 3. **FCN** (``recipes/fcn``): ``caffe-compat fcn-train --model shapes-fcn8s`` on the
    VOC folder (:func:`~..fcn.solve.solve`: the ``up*`` layers bilinear, 4000 iterations of
-   one scene with Adam, seg_tests on the validation split every 1000 iterations), then
+   one of the 200 segmentation scenes with Adam, seg_tests on the validation split every
+   1000 iterations), then
    ``caffe-compat fcn-score``. Shipped:
    ``shapes_fcn8s.prototxt`` (:func:`~..fcn.nets.shapes_fcn_deploy`) and
    ``shapes_fcn8s.caffemodel`` (the deploy layers' weights).
@@ -49,11 +51,12 @@ import numpy as np
 from caffe_compat.recipes.shapes import models, scenes
 
 SEED = 0
-SCENES = {"train": 1500, "val": 40, "test": 4}
-#: The R-CNN fine-tunes on the first 400 training scenes and trains its SVMs and box
-#: regressors on the first 200 (selective search and feature caches cost seconds a scene).
-RCNN_FINETUNE_SCENES = 400
+SCENES = {"train": 400, "val": 40, "test": 4}
+#: The R-CNN fine-tunes on all 400 training scenes and trains its SVMs and box regressors
+#: on the first 200 (feature caches cost seconds a scene); the FCN trains on the first
+#: 200 (the VOC folder's ImageSets/Segmentation/train.txt).
 RCNN_SVM_SCENES = 200
+FCN_TRAIN_SCENES = 200
 #: R-CNN classifier input and fine-tuning settings.
 RCNN_CROP = 64
 RCNN_ITERS = 2000
@@ -114,7 +117,8 @@ def write_scenes(voc_dir: str, seed: int = SEED, counts: Dict[str, int] = SCENES
                                     else scenes.HELD_OUT_PHOTOS)
         rng = np.random.RandomState(seed + offset)
         ids[split] = scenes.write_voc(voc_dir, split, [scenes.make_scene(rng, photos)
-                                                       for _ in range(counts[split])])
+                                                       for _ in range(counts[split])],
+                                      segmented=FCN_TRAIN_SCENES if split == "train" else None)
     return ids
 
 
@@ -166,7 +170,7 @@ def train_rcnn_model(voc_dir: str, ids: Dict[str, List[str]], work: str, out_dir
     from caffe_compat.recipes.rcnn import train as rcnn_train
     from caffe_compat.recipes.rcnn.detector import RCNNDetector
     os.makedirs(work, exist_ok=True)
-    train_set = read_split(voc_dir, ids["train"][:RCNN_FINETUNE_SCENES])
+    train_set = read_split(voc_dir, ids["train"])
     val_set = read_split(voc_dir, ids["val"])
     proposals = proposals_of(train_set + val_set, os.path.join(work, "proposals.npz"), log)
     classes = list(scenes.CLASSES)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -202,20 +202,22 @@ def save_scene(scene: Scene, image_path: str, xml_path: str, label_path: str) ->
     label_image(scene.segmentation).save(label_path)
 
 
-def write_voc(root: str, split: str, scenes: Sequence[Scene], prefix: str = "") -> List[str]:
+def write_voc(root: str, split: str, scenes: Sequence[Scene], prefix: str = "",
+              segmented: Optional[int] = None) -> List[str]:
     """Save ``scenes`` into the VOC folder ``root`` as ids ``<prefix><split>_<i>`` and
-    list them in ``ImageSets/Main/<split>.txt`` and ``ImageSets/Segmentation/<split>.txt``;
-    returns the ids."""
+    list them in ``ImageSets/Main/<split>.txt`` and (the first ``segmented`` of them, all
+    by default: VOC's segmentation sets are subsets of its detection sets)
+    ``ImageSets/Segmentation/<split>.txt``; returns the ids."""
     ids = [f"{prefix}{split}_{i:04d}" for i in range(len(scenes))]
     for idx, scene in zip(ids, scenes):
         save_scene(scene, os.path.join(root, "JPEGImages", idx + ".jpg"),
                    os.path.join(root, "Annotations", idx + ".xml"),
                    os.path.join(root, "SegmentationClass", idx + ".png"))
-    for sets in ("Main", "Segmentation"):
+    for sets, listed in (("Main", ids), ("Segmentation", ids[:segmented])):
         folder = os.path.join(root, "ImageSets", sets)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, split + ".txt"), "w") as f:
-            f.write("".join(i + "\n" for i in ids))
+            f.write("".join(i + "\n" for i in listed))
     return ids
 
 
