@@ -803,8 +803,11 @@ def test_voc_fcn8s_train_regenerated_matches_the_repository_file():
 def test_builders_cover_every_model_and_match_the_deploy_nets():
     """Each train net is its deploy net plus the data layer and loss(es): same layers,
     same crops (the deploy prototxts come from independent builders)."""
+    from caffe_compat.recipes.shapes.models import FCN_PROTOTXT
+    shipped = {"shapes-fcn8s": str(FCN_PROTOTXT)}   # the demo's model, not a zoo one
     for name, model in nets.MODELS.items():
-        deploy = nets.read_net_param(os.path.join(ZOO_PROTOTXT, name, "deploy.prototxt"))
+        deploy = nets.read_net_param(shipped.get(name) or os.path.join(ZOO_PROTOTXT, name,
+                                                                        "deploy.prototxt"))
         for split in model.splits:
             train = nets.build(name, split)
             # the deploy nets leave out Dropout (identity at TEST), as upstream's deploy does
@@ -816,9 +819,11 @@ def test_builders_cover_every_model_and_match_the_deploy_nets():
                 [l.crop_param for l in dep if l.type == "Crop"], name
             losses = [l for l in train.layer if l.type == "SoftmaxWithLoss"]
             assert len(losses) == len(model.scores)
-            # summed losses, except voc-fcn-alexnet's, which averages (its upstream net.py)
+            # summed losses, except voc-fcn-alexnet's, which averages (its upstream net.py),
+            # and shapes-fcn8s's (trained from scratch)
+            averaged = name in ("voc-fcn-alexnet", "shapes-fcn8s")
             assert all(l.loss_param.ignore_label == 255
-                       and l.loss_param.normalize == (name == "voc-fcn-alexnet") for l in losses)
+                       and l.loss_param.normalize == averaged for l in losses)
 
 
 @pytest.mark.skipif(not os.path.isdir(CORPUS_FCN), reason="../shared/corpus/fcn absent")

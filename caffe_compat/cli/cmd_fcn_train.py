@@ -4,7 +4,8 @@
 Writes the model's train/val prototxts (caffe-compat's Python data layers) and its
 solver.prototxt (SGD, fixed lr, momentum 0.99, unnormalised loss) into ``--work-dir``;
 initialises the net from the zoo's VGG-16 (AlexNet for voc-fcn-alexnet) by transplant,
-or from ``--weights`` (e.g. the previous stage); makes the ``up*`` layers bilinear;
+or from ``--weights`` (e.g. the previous stage), or (shapes-fcn8s, the demo's model on
+synthetic scenes) from its own fillers; makes the ``up*`` layers bilinear;
 then alternates ``solver.step(--test-interval)`` and seg_tests (loss, overall
 accuracy, mean accuracy, mean IU, fwavacc on the val split), and snapshots at the end.
 

@@ -1,59 +1,75 @@
-"""The FCN stage of ``caffe-compat demo``: segment the bundled sample picture.
+"""The FCN stage of ``caffe-compat demo``.
 
-With network access it uses the zoo's voc-fcn8s (downloaded once). Offline it says so
-in one line and runs the same voc-fcn8s architecture with seeded random weights, so
-every stage of the pipeline (reshape to the picture, crops 5/9/31, argmax, palette PNG,
-overlay) still runs; the labels are then meaningless.
+1. Always (offline too): the shapes FCN-8s shipped with caffe-compat
+   (:mod:`caffe_compat.recipes.shapes`: FCN-8s's skips and bilinear upsampling on a
+   narrow trunk, trained by ``fcn-train --model shapes-fcn8s``) segments the bundled
+   held-out test scenes into background, circle, square and triangle; each scene's
+   class map (VOC palette) and overlay are written to ``fcn_<scene>.png`` and
+   ``fcn_<scene>_overlay.png``, and the stage prints ``fcn: mean IU X``, score.py's mean
+   IU over the scenes (:mod:`.score`, void rims not counted).
+2. With network: the zoo's voc-fcn8s (downloaded once) segments the sample picture
+   (``fcn_labels.png``, ``fcn_overlay.png``). Offline, one line says the download failed.
 """
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, List
 
 import numpy as np
 
 DEFAULT_MODEL = "voc-fcn8s"
 
 
-def _random_segmenter():
-    from caffe_compat import zoo
-    from caffe_compat.engine.network import CaffeNet
-    from caffe_compat.recipes.fcn.infer import Segmenter
-    net = CaffeNet.from_prototxt(str(zoo.get(DEFAULT_MODEL).deploy))
-    rng = np.random.RandomState(0)
-    blobs = []
-    for layer in net.caffe_layers:
-        arrays = [p.data().asnumpy() for p in layer.blobs()]
-        if not arrays or layer.type == "Deconvolution":
-            continue   # the up* layers keep their bilinear filler
-        fan_in = int(np.prod(arrays[0].shape[1:]))
-        blobs.append((layer.name, [rng.randn(*a.shape).astype(np.float32) * np.sqrt(2.0 / fan_in)
-                                   if i == 0 else np.zeros(a.shape, np.float32)
-                                   for i, a in enumerate(arrays)]))
-    net.load_layer_blobs(blobs, source="random weights")
-    return Segmenter(net)
+def segment_shapes(out_dir: str, log: Callable[[str], None] = print) -> List[str]:
+    """The shapes FCN-8s on the bundled test scenes: class maps, overlays, the mean IU line."""
+    from PIL import Image
+    from caffe_compat.recipes.fcn import score
+    from caffe_compat.recipes.shapes import models
+    scenes = models.bundled_scenes()
+    seg = models.fcn_segmenter()
+    n = len(models.FCN_CLASSES)
+    hist = np.zeros((n, n))
+    written = []
+    t0 = time.time()
+    for scene in scenes:
+        labels = os.path.join(out_dir, f"fcn_{scene.name}.png")
+        overlay = os.path.join(out_dir, f"fcn_{scene.name}_overlay.png")
+        predicted = seg.save(str(scene.image), labels, overlay)
+        with Image.open(scene.segmentation) as truth:
+            hist += score.fast_hist(np.array(truth).flatten(), predicted.flatten(), n)
+        written += [labels, overlay]
+    metrics = score.segmentation_metrics(hist)
+    per_class = ", ".join(f"{name} {iu:.2f}" for name, iu in zip(models.FCN_CLASSES,
+                                                                 metrics.per_class_iu))
+    log(f"shapes FCN-8s (shipped): {len(scenes)} held-out scenes in {time.time() - t0:.1f}s; "
+        f"pixel accuracy {metrics.overall_acc:.3f}; IU {per_class}; overlays "
+        "fcn_scene_*_overlay.png")
+    log(f"fcn: mean IU {metrics.mean_iu:.3f}")
+    return written
 
 
 def run_demo(out_dir, quick: bool = False, log: Callable[[str], None] = print) -> list:
-    """Segment the sample picture; returns the label PNG and the overlay written."""
+    """The shapes FCN on the test scenes, then the zoo's voc-fcn8s on the sample picture
+    when it can be downloaded; returns the PNGs written."""
     from caffe_compat.download import DownloadError
     from caffe_compat.recipes.deepdream.images import sample_image
     from caffe_compat.recipes.fcn.infer import Segmenter
+    out_dir = str(out_dir)
     os.makedirs(out_dir, exist_ok=True)
+    written = segment_shapes(out_dir, log)
     try:
         seg = Segmenter.from_zoo(DEFAULT_MODEL)
-        which = DEFAULT_MODEL
     except DownloadError as exc:
         reason = str(exc).splitlines()[0]
-        log(f"offline: cannot download {DEFAULT_MODEL}'s weights ({reason[:120]}); segmenting "
-            "with the same architecture and random weights, so the labels are meaningless")
-        seg, which = _random_segmenter(), f"{DEFAULT_MODEL} (random weights)"
-    label_png = os.path.join(str(out_dir), "fcn_labels.png")
-    overlay_png = os.path.join(str(out_dir), "fcn_overlay.png")
+        log(f"offline: cannot download {DEFAULT_MODEL}'s weights ({reason[:120]}); skipping "
+            "its 21-class segmentation of the sample picture")
+        return written
+    label_png = os.path.join(out_dir, "fcn_labels.png")
+    overlay_png = os.path.join(out_dir, "fcn_overlay.png")
     t0 = time.time()
     label = seg.save(str(sample_image()), label_png, overlay_png)
     classes = np.unique(label)
-    log(f"{which}: segmented {label.shape[1]}x{label.shape[0]} in {time.time() - t0:.1f}s; "
+    log(f"{DEFAULT_MODEL}: segmented {label.shape[1]}x{label.shape[0]} in {time.time() - t0:.1f}s; "
         f"{len(classes)} class(es) present: {', '.join(str(int(c)) for c in classes[:10])}")
-    return [label_png, overlay_png]
+    return written + [label_png, overlay_png]

@@ -18,7 +18,9 @@ voc-fcn8s), and an unnormalised ``SoftmaxWithLoss`` ignoring 255.
 The data-layer module defaults to the original name (``voc_layers``, ...), so the
 text equals the original files; pass ``module=LAYERS_MODULE`` for prototxts that find
 caffe-compat's layers without :func:`caffe_compat.recipes.fcn.install_layer_modules`.
-:func:`make_net` writes a model's pair of files, :data:`MODELS` describes each model.
+:func:`make_net` writes a model's pair of files, :data:`MODELS` describes each model
+(the originals plus ``shapes-fcn8s``, the demo's small FCN-8s trained from scratch on
+:mod:`caffe_compat.recipes.shapes` scenes; :func:`shapes_fcn_deploy` is its deploy net).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
 
 from caffe_compat.coord_map import crop
 from caffe_compat.net_spec import NetSpec, layers as L, params as P
@@ -268,6 +272,63 @@ def siftflow_fcn(stride: int, split: str, *, siftflow_dir: str = "../data/sift-f
     return n.to_proto()
 
 
+#: The shapes FCN's trunk: channels of its five conv + pool stages, and of fc6/fc7.
+SHAPES_WIDTHS = (16, 32, 48, 64, 48)
+SHAPES_FC = 64
+#: The shapes FCN's classes: background, circle, square, triangle.
+SHAPES_CLASSES = 4
+
+
+def small_trunk(n: NetSpec, data, widths: Sequence[int] = SHAPES_WIDTHS, fc: int = SHAPES_FC,
+                dropout: bool = True):
+    """A narrow trunk with VGG's layout and names: conv1_1 (pad 100) .. pool5, one 3x3
+    convolution per stage (``widths``), fc6 (7x7) and fc7 (1x1) as convolutions, MSRA
+    fillers (it trains from scratch). Returns the top the score layer reads."""
+    filler = dict(type="msra")
+    x = data
+    for stage, width in enumerate(widths, start=1):
+        # conv1_1 sees BGR 0..255 minus the mean (std ~60): its MSRA scale divided by 60
+        first = dict(type="gaussian", std=float(np.sqrt(2.0 / 27) / 60))
+        conv = L.Convolution(x, kernel_size=3, num_output=width, pad=100 if stage == 1 else 1,
+                             weight_filler=first if stage == 1 else filler, param=LEARNED)
+        n[f"conv{stage}_1"], n[f"relu{stage}_1"] = conv, L.ReLU(conv, in_place=True)
+        n[f"pool{stage}"] = x = max_pool(n[f"relu{stage}_1"])
+    for name, ks in (("fc6", 7), ("fc7", 1)):
+        conv = L.Convolution(x, kernel_size=ks, num_output=fc, pad=0, weight_filler=filler,
+                             param=LEARNED)
+        relu = "relu" + name[2:]
+        n[name], n[relu] = conv, L.ReLU(conv, in_place=True)
+        x = n[relu]
+        if dropout:
+            n["drop" + name[2:]] = x = L.Dropout(x, dropout_ratio=0.5, in_place=True)
+    return x
+
+
+def shapes_fcn(split: str, *, voc_dir: str = "shapes-voc", module: str = "voc_layers",
+               stride: int = 8) -> caffe_pb2.NetParameter:
+    """shapes-fcn8s: :func:`small_trunk` and FCN-8s's head (skips from pool4 and pool3,
+    bilinear ``up*`` layers, crops at the offsets coord_map computes) over 4 classes
+    (background and the three shapes of :mod:`caffe_compat.recipes.shapes.scenes`),
+    VOCSegDataLayer on ``voc_dir``'s ``split``; the loss is normalised (as
+    voc-fcn-alexnet's, for plain SGD from scratch)."""
+    n = NetSpec()
+    voc_data(n, split, None, voc_dir, module)
+    score_head(n, n.data, small_trunk(n, n.data), SHAPES_CLASSES, stride)
+    n.loss = softmax_loss(n.score, n.label, normalize=True)
+    return n.to_proto()
+
+
+def shapes_fcn_deploy(stride: int = 8, shape: Sequence[int] = (1, 3, 240, 320)
+                      ) -> caffe_pb2.NetParameter:
+    """shapes-fcn8s's deploy net: an Input ``data`` of ``shape``, no dropout, no loss."""
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(shape)))
+    score_head(n, n.data, small_trunk(n, n.data, dropout=False), SHAPES_CLASSES, stride)
+    proto = n.to_proto()
+    proto.name = f"shapes-fcn{stride}s"
+    return proto
+
+
 # ---------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class FCNModel:
@@ -277,7 +338,7 @@ class FCNModel:
     (train, val) split names and ``files`` the prototxt names make_net writes;
     ``dataset_dirs`` the builder's directory keywords; ``scores`` the
     (score blob, label blob) pairs seg_tests evaluates; ``init`` the zoo model whose
-    weights ``solve`` transplants.
+    weights ``solve`` transplants (None: the net's own fillers, training from scratch).
     """
     name: str
     build: Callable[..., caffe_pb2.NetParameter]
@@ -285,7 +346,7 @@ class FCNModel:
     files: tuple = ("train.prototxt", "val.prototxt")
     dataset_dirs: tuple = ("sbdd_dir", "voc_dir")
     scores: tuple = (("score", "label"),)
-    init: str = "vgg16"
+    init: Optional[str] = "vgg16"
 
 
 _CONTEXT = dict(splits=("train", "val"), dataset_dirs=("voc_dir", "context_dir"))
@@ -310,6 +371,8 @@ MODELS: dict[str, FCNModel] = {m.name: m for m in [
     FCNModel("siftflow-fcn32s", partial(siftflow_fcn, 32), **_SIFT),
     FCNModel("siftflow-fcn16s", partial(siftflow_fcn, 16), **_SIFT),
     FCNModel("siftflow-fcn8s", partial(siftflow_fcn, 8), **_SIFT),
+    FCNModel("shapes-fcn8s", shapes_fcn, splits=("train", "val"), dataset_dirs=("voc_dir",),
+             init=None),
 ]}
 
 

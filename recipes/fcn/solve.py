@@ -49,16 +49,22 @@ SOLVER_SETTINGS: dict[str, dict] = {
     "siftflow-fcn32s": dict(base_lr=1e-10, test_iter=1111, max_iter=300000),
     "siftflow-fcn16s": dict(base_lr=1e-12, test_iter=1111, max_iter=300000),
     "siftflow-fcn8s": dict(base_lr=1e-14, test_iter=1111, max_iter=300000),
+    # from scratch on synthetic scenes (caffe_compat.recipes.shapes): normalised loss, Adam
+    "shapes-fcn8s": dict(type="Adam", base_lr=1e-3, momentum=0.9, momentum2=0.999,
+                         lr_policy="step", gamma=0.1, stepsize=3000, test_iter=40,
+                         max_iter=4000, snapshot=1000),
 }
 
 #: solve.py's rounds: ``solver.step(4000)`` then score (2000 for NYUDv2 and SIFT Flow).
 TEST_INTERVAL = {name: (2000 if name.startswith(("nyud", "siftflow")) else 4000)
                  for name in SOLVER_SETTINGS}
+TEST_INTERVAL["shapes-fcn8s"] = 1000
 
 
 def solver_param(model: str, train_net: str = "train.prototxt", test_net: str = "val.prototxt",
                  snapshot_prefix: str = "snapshot/train") -> caffe_pb2.SolverParameter:
-    """``model``'s solver.prototxt as a SolverParameter (SGD)."""
+    """``model``'s solver.prototxt as a SolverParameter (SGD unless its settings name a
+    ``type``: shapes-fcn8s trains from scratch with Adam)."""
     if model not in SOLVER_SETTINGS:
         raise ValueError(f"unknown FCN model {model!r}; known: {', '.join(SOLVER_SETTINGS)}")
     settings = dict(BASE_SOLVER, **SOLVER_SETTINGS[model])
@@ -146,13 +152,13 @@ def solve(model: str, work_dir: str, *, iters: int, test_interval: Optional[int]
     ``train`` split); ``splits`` overrides the model's (train, val) splits. Nets run on the device chosen by ``caffe_compat.set_mode_*``.
     The final weights are snapshotted (``<snapshot_dir>/train_iter_N.caffemodel``).
     """
-    from caffe_compat.solvers import SGDSolver
+    from caffe_compat.solvers import get_solver
     spec = nets.get_model(model)
     if isinstance(init, str) and not weights:   # fail early (and in one line) when offline
         from caffe_compat import zoo
         zoo.fetch(init)
     splits = tuple(splits or spec.splits)
-    solver = SGDSolver(prepare(model, work_dir, snapshot_dir, splits, **dataset_dirs))
+    solver = get_solver(prepare(model, work_dir, snapshot_dir, splits, **dataset_dirs))
     initialize(solver.net, init, weights, log=log)
     val_net = nets.build(model, splits[1], module=nets.LAYERS_MODULE,
                          **absolute_dirs(dataset_dirs))

@@ -384,19 +384,28 @@ def evaluate_detector(detector, annotations: Sequence[Annotation],
     """PASCAL VOC AP of ``detector`` (every NMS survivor counts, no score threshold) on
     annotated images; detector classes must be ``class_names`` in order."""
     from caffe_compat import io as caffe_io
-    from caffe_compat.recipes.rcnn.voc_eval import Detections, GroundTruth, evaluate_detections
-    dets, gts = [], []
+    found = []
     for a in annotations:
         props = proposals(a.image) if callable(proposals) else proposals[a.image]
-        found = detector.detect(caffe_io.load_image(a.image), props, threshold=-np.inf,
-                                nms_overlap=nms_overlap)
-        dets.append(Detections(found.boxes, found.labels, found.scores))
-        gts.append(GroundTruth(a.boxes, a.labels - 1, a.difficult))
+        found.append(detector.detect(caffe_io.load_image(a.image), props, threshold=-np.inf,
+                                     nms_overlap=nms_overlap))
+    return score_detections(found, annotations, class_names, use_07_metric=use_07_metric)
+
+
+def score_detections(found: Sequence, annotations: Sequence[Annotation],
+                     class_names: Sequence[str], *, use_07_metric: bool = True):
+    """PASCAL VOC AP of detections already made (``found[i]``: the
+    :class:`~caffe_compat.recipes.rcnn.detector.ImageDetections` of ``annotations[i]``,
+    made with ``threshold=-np.inf`` so that every NMS survivor counts)."""
+    from caffe_compat.recipes.rcnn.voc_eval import Detections, GroundTruth, evaluate_detections
+    dets = [Detections(f.boxes, f.labels, f.scores) for f in found]
+    gts = [GroundTruth(a.boxes, a.labels - 1, a.difficult) for a in annotations]
     return evaluate_detections(dets, gts, class_names, use_07_metric=use_07_metric)
 
 
 __all__ = ["Annotation", "RCNNTrainingOutput", "TrainingError", "evaluate_detector", "finetune",
            "finetune_solver", "finetune_train_net", "rcnn_deploy_net", "read_voc_annotation",
+           "score_detections",
            "train_bbox_regressor_from_caches", "train_rcnn", "train_svms_from_caches",
            "window_file_entry", "window_file_from_annotations", "write_rcnn_model",
            "write_window_file"]
