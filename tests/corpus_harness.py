@@ -32,6 +32,7 @@ Outcomes (``status``):
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -455,6 +456,7 @@ def _worker_main() -> None:
             except Exception as exc:       # a harness bug must not end the run
                 result = {"path": path, "status": "harness-error",
                           "error": f"{type(exc).__name__}: {exc}"[:800]}
+        gc.collect()        # free this net's arrays now, before the next (VGG-sized) net
         out.write(json.dumps(result) + "\n")
 
 

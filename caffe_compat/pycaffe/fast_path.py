@@ -37,6 +37,7 @@ Backward) the graph has ``BlockGrad`` there, so the same paths carry gradient.
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -172,7 +173,8 @@ class SegmentGraph(mx.gluon.HybridBlock):
     def __init__(self, segment: Segment, recording: bool, exposed: Optional[frozenset] = None,
                  every_version: bool = True):
         super().__init__(prefix=f"segment{segment.start}_{segment.end}_")
-        self.segment, self.recording = segment, recording
+        # a proxy: the segment owns its graphs (no cycle keeping static memory alive)
+        self.segment, self.recording = weakref.proxy(segment), recording
         self.exposed = None if recording else exposed
         self.every_version = every_version or not recording
         self.tapped = (segment.tapped if self.every_version else segment.first_tapped) \

@@ -12,6 +12,7 @@ writing bottom diffs and accumulating parameter diffs exactly where Caffe does.
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -484,12 +485,14 @@ class Net:
     def _lazy_blobs(self, segment: Segment, shapes: list, inputs: list, names: list):
         """The computation of the blobs a segment call left out: its every-blob graph
         on the same inputs, run once on the first read of any of them."""
+        net = weakref.ref(self)     # no Net <-> blob cycle holding the net's arrays
+
         def compute():
             full = segment.graph(shapes, False, None)
             outputs = _as_list(full(*inputs))
             for name in names:
-                if self._data[name]._lazy is compute:
-                    self._store_top(full, name, outputs[full.slot_of_blob[name]])
+                if net()._data[name]._lazy is compute:
+                    net()._store_top(full, name, outputs[full.slot_of_blob[name]])
         return compute
 
     def _backward(self, start: int, end: int) -> None:
