@@ -3,10 +3,14 @@
 Modules (import them directly; importing this package loads nothing heavy):
 
 * ``selective_search``: the proposals (Uijlings et al. 2013);
-* ``detector``: :class:`~caffe_compat.recipes.rcnn.detector.RCNNDetector` -- warped context
-  crops as ``caffe.Detector.crop``, batched scoring, per-class NMS, top-k; drawing;
+* ``detector``: :class:`~caffe_compat.recipes.rcnn.detector.RCNNDetector` -- batched
+  scoring, per-class NMS, top-k (its helpers' names stay importable from it);
+* ``proposals``: selective search windows per image, proposal files;
   ``selective_search_windows`` is the proposal callable for pycaffe's
   ``Detector.detect_selective_search``;
+* ``crops``: warped context crops as ``caffe.Detector.crop``;
+* ``results``: one image's detections, their JSON and drawing; ``labels``: class names;
+* ``constants``: R-CNN's settings and ``DetectionError``;
 * ``nms``: +1-pixel IoU and R-CNN's greedy NMS;
 * ``bbox_regression``: class-specific ridge regressors on pool5;
 * ``svm``: per-class linear SVMs with hard negative mining;
