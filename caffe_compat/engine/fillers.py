@@ -20,8 +20,11 @@ _rng = {"state": np.random.RandomState(None)}
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed every random filler and random layer (pycaffe's ``caffe.set_random_seed``)."""
+    """Seed every random filler and random layer (pycaffe's ``caffe.set_random_seed``):
+    numpy's draws (fillers, data layers) and MXNet's (Dropout masks)."""
     _rng["state"] = np.random.RandomState(seed)
+    import mxnet as mx
+    mx.random.seed(seed)
 
 
 def rng() -> np.random.RandomState:
