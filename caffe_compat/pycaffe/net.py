@@ -22,7 +22,7 @@ import numpy as np
 from caffe_compat.context import current_context
 from caffe_compat.engine.build import shape_layer
 from caffe_compat.engine.graph import build_graph
-from caffe_compat.engine.network import CaffeNet, _as_list, is_source_layer
+from caffe_compat.engine.network import CaffeNet, _as_list
 from caffe_compat.pycaffe.fast_path import Segment, plan, restore_grads, snapshot_grads
 from caffe_compat.pycaffe.synced import GradArray, ParamArray, SyncedArray
 
@@ -40,6 +40,16 @@ class _SegmentTape:
     def __init__(self, valid: tuple, graph, leaves: list, outputs: list):
         self.valid, self.graph, self.leaves, self.outputs = valid, graph, leaves, outputs
         self.lent: dict = {}        # blob -> leaf gradient buffer serving as its diff
+
+
+def _leaves(arrays: list) -> list:
+    """Detached copies of ``arrays`` (same memory) whose gradients autograd records."""
+    leaves = []
+    for x in arrays:
+        leaf = x.detach()
+        leaf.attach_grad()
+        leaves.append(leaf)
+    return leaves
 
 
 def _run_backward(outputs: list, heads: list) -> None:
@@ -419,11 +429,7 @@ class Net:
         if shapes != [tuple(s) if s else (1,) for s in layer.bottom_shapes]:
             shape_layer(layer, [self._data[b].shape for b in node.bottoms], first=False)
         if self._record and node.need_backward:
-            leaves = []
-            for x in bottoms:
-                leaf = x.detach()
-                leaf.attach_grad()
-                leaves.append(leaf)
+            leaves = _leaves(bottoms)
             with mx.autograd.record():
                 tops = _as_list(layer(*leaves))
             self._tapes[("layer", i)] = _LayerTape((i, i), leaves, tops)
@@ -434,38 +440,32 @@ class Net:
 
     def _forward_segment(self, segment: Segment, wanted: frozenset = frozenset()) -> None:
         inputs = [self._data[b].device() for b in segment.input_names]
+        shapes = [tuple(x.shape) for x in inputs]
         recording = self._record and segment.any_need_backward
-        graph = None
-        if (recording or not (segment.deterministic and self.lazy_blobs)
-                or any(b in self._in_graph_memory for b in segment.input_names)):
+        # Lazy blobs need a deterministic segment, and inputs that stay as they are: one
+        # held in another graph's static memory changes when that graph runs again.
+        lazy = (not recording and segment.deterministic and self.lazy_blobs
+                and not any(b in self._in_graph_memory for b in segment.input_names))
+        if recording:
             # A deterministic segment is recorded lean (final versions, first-version
             # taps: a whole-segment backward); a backward from inside an in-place chain
             # records it again with every version (_rerecord_every_version).
-            graph = segment.graph([tuple(x.shape) for x in inputs], recording,
-                                  every_version=not segment.deterministic)
-        if recording:
-            leaves = []
-            for x in inputs:
-                leaf = x.detach()
-                leaf.attach_grad()
-                leaves.append(leaf)
+            graph = segment.graph(shapes, True, every_version=not segment.deterministic)
+            leaves = _leaves(inputs)
             with mx.autograd.record():
                 outputs = _as_list(graph(*leaves, *graph.make_taps(self._ctx)))
             self._tapes[("segment", segment.start, segment.end)] = _SegmentTape(
                 (segment.start, segment.end), graph, leaves, outputs)
-        elif (segment.deterministic and self.lazy_blobs
-              and not any(b in self._in_graph_memory for b in segment.input_names)):
-            # (an input held in another graph's static memory changes when that graph
-            # runs again: a later lazy computation would not see this call's value)
-            graph_shapes = [tuple(x.shape) for x in inputs]
-            graph = segment.graph(graph_shapes, False, self._exposed(segment, wanted))
+        elif lazy:
+            graph = segment.graph(shapes, False, self._exposed(segment, wanted))
             outputs = _as_list(graph(*inputs))
-            lazy = [b for b in segment.final_version if b not in graph.slot_of_blob]
-            if lazy:
-                compute = self._lazy_blobs(segment, graph_shapes, inputs, lazy)
-                for name in lazy:
+            left_out = [b for b in segment.final_version if b not in graph.slot_of_blob]
+            if left_out:
+                compute = self._lazy_blobs(segment, shapes, inputs, left_out)
+                for name in left_out:
                     self._data[name].set_lazy(compute)
         else:
+            graph = segment.graph(shapes, False)
             outputs = _as_list(graph(*inputs))
         for name, slot in graph.slot_of_blob.items():
             self._store_top(graph, name, outputs[slot])
