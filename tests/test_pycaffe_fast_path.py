@@ -55,6 +55,15 @@ def force_backward(src: str, tmp_path) -> str:
     return path
 
 
+def set_output_diffs(net: caffe.Net, scale: float) -> None:
+    """Random top diffs on the outputs (not constants: a Softmax's gradient of a constant
+    is zero); a loss output keeps its loss weight."""
+    rng = np.random.RandomState(1)
+    for name in net.outputs:
+        if not net.blob_loss_weights[name]:
+            net.blobs[name].diff[...] = scale * rng.randn(*net.blobs[name].shape)
+
+
 def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
     """One pycaffe call sequence; returns the net's state after it."""
     names = list(net._layer_names)
@@ -64,8 +73,7 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
         net.blobs[name].data[...] = gs.npz[f"input/{name}"]
     if script == "full":
         net.forward()
-        for name in net.outputs:
-            net.blobs[name].diff[...] = 1.0 if not net.blob_loss_weights[name] else net.blobs[name].diff
+        set_output_diffs(net, 1.0)
         net.backward()
         net.backward()                      # parameter diffs accumulate
     elif script == "dream":                 # forward(end=L), diff = data, backward(start=L)
@@ -78,15 +86,13 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
         net.blobs[net.inputs[0]].data[...] *= 0.5
         net.forward(start=low, end=mid)
         net.forward(start=names[names.index(mid) + 1] if mid != names[-1] else mid)
-        for name in net.outputs:
-            net.blobs[name].diff[...] = 0.25
+        set_output_diffs(net, 0.25)
         net.backward(end=low)
     elif script == "stale":                 # the layers above `end` keep the first recording
         net.forward()
         net.blobs[net.inputs[0]].data[...] *= -1
         net.forward(end=mid)
-        for name in net.outputs:
-            net.blobs[name].diff[...] = 0.5
+        set_output_diffs(net, 0.5)
         net.backward()
     elif script == "chain":                 # backward from an in-place layer (ReLU on a conv)
         inplace = [n for n in names if net.top_names[n] and net.top_names[n] == net.bottom_names[n]]
@@ -96,8 +102,7 @@ def run_script(net: caffe.Net, gs: gh.GoldenSet, script: str) -> dict:
     elif script == "staged":                # DeepDream's several ends: diffs added between
         net.forward()
         i = names.index(mid)
-        for name in net.outputs:
-            net.blobs[name].diff[...] = 1.0
+        set_output_diffs(net, 1.0)
         net.backward(end=names[i + 1])
         for top in net.top_names[mid]:
             net.blobs[top].diff[...] += net.blobs[top].data
@@ -228,3 +233,53 @@ def test_blobs_not_returned_are_computed_on_first_read_with_that_calls_inputs():
         n.forward()
     assert net._data[blob]._lazy is None      # read once: returned from now on
     np.testing.assert_allclose(net.blobs[blob].data, ref.blobs[blob].data, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("between", ["nothing", "new input", "param write", "copy_from",
+                                     "reshape", "second backward"])
+def test_diffs_not_tapped_are_computed_on_first_read_as_the_backward_saw_it(between, tmp_path):
+    """A backward taps only the diffs the user has read before; the others are computed
+    on first read from that backward's inputs, heads and weights, whatever ran between
+    (a forward on new data, a parameter write, new weights, a reshape), and add nothing
+    to the parameter diffs."""
+    gs = gh.load("caffenet_tiny")
+    prototxt = force_backward(gs.prototxt, tmp_path)
+    other = str(tmp_path / "other.caffemodel")
+    donor = make_net(prototxt, gs.weights, fast=False)
+    for blobs in donor.params.values():
+        blobs[0].data[...] *= 0.5
+    donor.save(other)
+    nets = [make_net(prototxt, gs.weights, fast) for fast in (False, True)]
+    data = nets[0].inputs[0]
+    x = gs.npz[f"input/{data}"]
+    middle = nets[0]._layer_names[len(nets[0].layers) // 2]
+    blob = nets[0].bottom_names[middle][0]
+    for n in nets:
+        n.blobs[data].data[...] = x
+        n.forward()
+        for name in n.outputs:      # (not all ones: a Softmax's gradient of ones is zero)
+            n.blobs[name].diff[...] = np.random.RandomState(1).randn(*n.blobs[name].shape)
+        n.backward()
+    assert nets[1]._diff[blob].is_lazy()
+    assert np.abs(nets[0].blobs[blob].diff).max() > 1e-3
+    for n in nets:
+        if between == "new input":
+            n.blobs[data].data[...] = -x
+            n.forward()
+        elif between == "param write":
+            n.params[middle if middle in n.params else next(iter(n.params))][0].data[...] *= -1
+            n.forward()
+        elif between == "copy_from":
+            n.copy_from(other)
+        elif between == "reshape":
+            n.blobs[data].reshape(1, *x.shape[1:])
+            n.reshape()
+        elif between == "second backward":   # parameter diffs accumulate once per backward
+            n.backward()
+    assert_same(state(nets[0]), state(nets[1]))
+    if between == "param write":              # a script writing weights gets eager diffs
+        assert not nets[1].lazy_blobs
+    elif between == "nothing":                # read once: tapped from the next recording on
+        nets[1].forward()
+        nets[1].backward()
+        assert not nets[1]._diff[blob].is_lazy()

@@ -25,6 +25,18 @@ extra all-zero input. The value is unchanged, and the gradient MXNet returns for
 the gradient with respect to that version, i.e. the bottom diff its consumer's Backward
 writes (a Split's bottom diff is the sum over its tops, which autograd sums the same way).
 
+**Lean recordings and lazy diffs.** Taps and returned blobs each cost about as much as
+the graph itself at batch 1 (every one leaves oneDNN's layout and breaks MXNet's bulked
+execution), so a deterministic segment is recorded *lean*: it returns the blobs the call
+needs plus the ones no layer in it reads (a backward's heads), and taps only the diffs the
+user has read before. The other blobs are lazy as above; the other diffs are *lazy
+diffs*: on first read the same backward runs again, through a private graph that taps
+every version, from the recording's own inputs and saved heads, and the parameter diffs
+it adds are taken back. What that replay depends on cannot change before it runs: inputs
+and heads are kept, a reshape or new weights compute pending values first, and a script
+that writes parameters between calls gets them computed first and eager recordings from
+then on (so does a solver's net, whose update rewrites the weights in place).
+
 **Backward over part of a recording.** Caffe's ``Backward`` of layers ``lo..hi`` reads the
 diff of every top that no layer in ``lo..hi`` consumes (what later layers, a loss weight or
 the user left there) and writes the bottom diffs of ``lo..hi``. So the recorded graph is
@@ -87,6 +99,7 @@ class Segment:
     consumed: dict = field(default_factory=dict)      # (layer, bottom j) -> version or input name
     final_version: dict = field(default_factory=dict)  # blob -> its last version in the segment
     tapped: list = field(default_factory=list)        # versions whose gradient is read back
+    unconsumed: frozenset = frozenset()                # blobs whose last version no layer here reads
     blocked: dict = field(default_factory=dict)       # layer -> bottom indices without gradient
 
     def __post_init__(self) -> None:
@@ -105,6 +118,8 @@ class Segment:
                 current[t] = len(self.versions)
                 self.versions.append((i, t))
         self.final_version = {b: v for b, v in current.items() if not isinstance(v, tuple)}
+        read = set(self.consumed.values())
+        self.unconsumed = frozenset(b for b, v in self.final_version.items() if v not in read)
         for i in self.layers:
             node, layer = graph.layers[i], self.net.caffe_layers[i]
             if not node.need_backward or not getattr(layer, "has_backward", True):
@@ -131,22 +146,30 @@ class Segment:
         return bottom not in self.blocked.get(layer, ())
 
     def graph(self, shapes: Sequence[tuple], recording: bool,
-              exposed: Optional[frozenset] = None, every_version: bool = True) -> "SegmentGraph":
-        """The cached graph for these input shapes (layers re-shaped when new); outside
-        recording, ``exposed`` limits the blobs it returns (None: every blob); recording,
-        ``every_version=False`` returns final versions and taps first versions only
-        (enough for a backward of the whole segment)."""
-        key = (tuple(shapes), recording, exposed, every_version)
+              exposed: Optional[frozenset] = None, every_version: bool = True,
+              tapped: Optional[frozenset] = None, private: bool = False) -> "SegmentGraph":
+        """The cached graph for these input shapes (layers re-shaped when new).
+
+        ``exposed`` limits the blobs it returns (None: every blob); recording,
+        ``every_version=False`` returns final versions only and taps the first versions
+        in ``tapped`` (None: every first version), enough for a backward of the whole
+        segment. ``private`` gives a graph of its own (the lazy diffs' recomputation
+        must not overwrite the static memory a recording still needs)."""
+        key = (tuple(shapes), recording, exposed, every_version, tapped, private)
         g = self._graphs.get(key)
         if g is None:
             self._reshape_layers(dict(zip(self.input_names, shapes)))
-            g = SegmentGraph(self, recording, exposed, every_version)
+            g = SegmentGraph(self, recording, exposed, every_version, tapped)
             self._graphs[key] = g
             if len(self._graphs) > GRAPHS_PER_SEGMENT:
                 self._graphs.popitem(last=False)
         else:
             self._graphs.move_to_end(key)
         return g
+
+    def first_versions_of(self, blobs) -> frozenset:
+        """The tapped first versions of ``blobs`` (the diffs a lean recording returns)."""
+        return frozenset(v for v in self.first_tapped if self.versions[v][1] in blobs)
 
     def _reshape_layers(self, shapes: dict) -> None:
         """Caffe's Reshape of the segment's layers for new input shapes."""
@@ -171,14 +194,18 @@ class SegmentGraph(mx.gluon.HybridBlock):
     """
 
     def __init__(self, segment: Segment, recording: bool, exposed: Optional[frozenset] = None,
-                 every_version: bool = True):
+                 every_version: bool = True, tapped: Optional[frozenset] = None):
         super().__init__(prefix=f"segment{segment.start}_{segment.end}_")
         # a proxy: the segment owns its graphs (no cycle keeping static memory alive)
         self.segment, self.recording = weakref.proxy(segment), recording
-        self.exposed = None if recording else exposed
         self.every_version = every_version or not recording
-        self.tapped = (segment.tapped if self.every_version else segment.first_tapped) \
-            if recording else []
+        self.exposed = None if recording and self.every_version else exposed
+        if not recording:
+            self.tapped = []
+        elif self.every_version:
+            self.tapped = segment.tapped
+        else:
+            self.tapped = segment.first_tapped if tapped is None else sorted(tapped)
         self.lent: dict = {}        # blob -> tap gradient buffer serving as its diff (net.py)
         for i in segment.layers:
             self.register_child(segment.net.caffe_layers[i], f"layer{i}")

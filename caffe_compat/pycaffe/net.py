@@ -37,8 +37,9 @@ class _LayerTape:
 class _SegmentTape:
     """One segment's recorded forward; ``valid`` is the part later forwards left intact."""
 
-    def __init__(self, valid: tuple, graph, leaves: list, outputs: list):
+    def __init__(self, valid: tuple, graph, leaves: list, outputs: list, lazy: bool):
         self.valid, self.graph, self.leaves, self.outputs = valid, graph, leaves, outputs
+        self.lazy = lazy            # diffs the graph does not tap may be computed on read
         self.lent: dict = {}        # blob -> leaf gradient buffer serving as its diff
 
 
@@ -172,8 +173,9 @@ class Net:
     """
 
     fast_path: bool = True
-    #: Outside recording, return only the blobs a call needs and compute the others on
-    #: first read (see fast_path: exposed blobs).
+    #: Return only the blobs and diffs a call needs and compute the others on first read
+    #: (see fast_path: exposed blobs, lazy diffs). A script that writes parameters
+    #: between calls turns it off for its net (the values would have to be kept).
     lazy_blobs: bool = True
 
     def __init__(self, network_file, *args, **kwargs):
@@ -210,6 +212,7 @@ class Net:
         self._loss_weights = loss_diff
         self._exported: set = set()         # arrays whose numpy buffer a user may hold
         self._observed: set = set()         # blobs whose data the user has read
+        self._observed_diffs: set = set()   # blobs whose diff the user has read
         self._in_graph_memory: set = set()  # blobs whose value is a graph's static output
         watch = self._exported
         self._data = {b: SyncedArray(block.blob_shapes[b], ctx, watch=watch)
@@ -218,6 +221,7 @@ class Net:
                                      watch=watch)
                       for b in graph.blob_names}
         self._data_names = {id(a): b for b, a in self._data.items()}
+        self._diff_names = {id(a): b for b, a in self._diff.items()}
         self.blobs = OrderedDict((b, Blob(self._data[b], self._diff[b])) for b in graph.blob_names)
         self._set_grad_reqs()
         self._build_param_views()
@@ -302,16 +306,34 @@ class Net:
     def _begin_call(self) -> None:
         """An API entry: numpy buffers the user holds may have been written (only those
         are visited); layers read their Gluon Parameters directly, so parameter writes
-        are pushed to them now. A blob whose data the user read is remembered, so the
-        fast path returns it from then on (fast_path: exposed blobs)."""
+        are pushed to them now. A blob whose data or diff the user read is remembered,
+        so the fast path returns it from then on (fast_path: exposed blobs, lazy diffs)."""
+        params = []
         for a in list(self._exported):
             name = self._data_names.get(id(a))
             if name is not None:
                 self._observed.add(name)
+            name = self._diff_names.get(id(a))
+            if name is not None:
+                self._observed_diffs.add(name)
             a.begin_call()
             if isinstance(a, (ParamArray, GradArray)):
-                a.sync_to_device()
+                params.append(a)
+        if any(isinstance(a, ParamArray) and a.host_is_newer() for a in params):
+            # Values not computed yet depend on the parameters about to change.
+            self._settle_lazy()
+            self.lazy_blobs = False
+        for a in params:
+            a.sync_to_device()
         self._sync_shapes()
+
+    def _settle_lazy(self) -> None:
+        """Compute every blob and diff left for first read, while what they depend on
+        (parameters, shapes) is as the call that left them saw it."""
+        for arrays in (self._data, self._diff):
+            for a in arrays.values():
+                if a.is_lazy():
+                    a.device()
 
     def _end_call(self) -> None:
         for a in list(self._exported):
@@ -325,6 +347,7 @@ class Net:
 
     def reshape(self) -> None:
         """Propagate input blob shapes through the net (pycaffe's ``net.reshape()``)."""
+        self._settle_lazy()
         wanted = {b: self._data[b].shape for b in self._block.input_names if b in self._data}
         shapes = self._block.reshape(wanted)
         for b, s in shapes.items():
@@ -442,33 +465,35 @@ class Net:
         inputs = [self._data[b].device() for b in segment.input_names]
         shapes = [tuple(x.shape) for x in inputs]
         recording = self._record and segment.any_need_backward
-        # Lazy blobs need a deterministic segment, and inputs that stay as they are: one
-        # held in another graph's static memory changes when that graph runs again.
-        lazy = (not recording and segment.deterministic and self.lazy_blobs
+        # Lazy blobs and diffs need a deterministic segment, and inputs that stay as they
+        # are: one held in another graph's static memory changes when that graph runs.
+        lazy = (segment.deterministic and self.lazy_blobs
                 and not any(b in self._in_graph_memory for b in segment.input_names))
+        exposed = self._exposed(segment, wanted) if lazy else None
         if recording:
-            # A deterministic segment is recorded lean (final versions, first-version
-            # taps: a whole-segment backward); a backward from inside an in-place chain
-            # records it again with every version (_rerecord_every_version).
-            graph = segment.graph(shapes, True, every_version=not segment.deterministic)
+            # A deterministic segment is recorded lean (final versions out, taps on first
+            # versions: a whole-segment backward); a backward from inside an in-place
+            # chain records it again with every version (_rerecord_every_version).
+            if lazy:
+                graph = segment.graph(shapes, True, exposed | segment.unconsumed, False,
+                                      self._tapped_diffs(segment))
+            else:
+                graph = segment.graph(shapes, True, every_version=not segment.deterministic)
             leaves = _leaves(inputs)
             with mx.autograd.record():
                 outputs = _as_list(graph(*leaves, *graph.make_taps(self._ctx)))
             self._tapes[("segment", segment.start, segment.end)] = _SegmentTape(
-                (segment.start, segment.end), graph, leaves, outputs)
-        elif lazy:
-            graph = segment.graph(shapes, False, self._exposed(segment, wanted))
-            outputs = _as_list(graph(*inputs))
-            left_out = [b for b in segment.final_version if b not in graph.slot_of_blob]
-            if left_out:
-                compute = self._lazy_blobs(segment, shapes, inputs, left_out)
-                for name in left_out:
-                    self._data[name].set_lazy(compute)
+                (segment.start, segment.end), graph, leaves, outputs, lazy)
         else:
-            graph = segment.graph(shapes, False)
+            graph = segment.graph(shapes, False, exposed)
             outputs = _as_list(graph(*inputs))
         for name, slot in graph.slot_of_blob.items():
             self._store_top(graph, name, outputs[slot])
+        left_out = [b for b in segment.final_version if b not in graph.slot_of_blob]
+        if left_out:
+            compute = self._lazy_blobs(segment, shapes, inputs, left_out)
+            for name in left_out:
+                self._data[name].set_lazy(compute)
 
     def _store_top(self, graph, name: str, value: mx.nd.NDArray) -> None:
         self._in_graph_memory.add(name)
@@ -480,7 +505,20 @@ class Net:
     def _exposed(self, segment: Segment, wanted: frozenset) -> frozenset:
         """The segment's blobs this call must return: ``wanted`` (read later in the call,
         or returned by it) and every blob the user has read (see fast_path's doc)."""
-        return frozenset(b for b in segment.final_version if b in wanted or b in self._observed)
+        key = ("exposed", segment.start, segment.end, wanted, len(self._observed))
+        exposed = self._plans.get(key)
+        if exposed is None:     # (the observed set only grows: its size tells it apart)
+            exposed = self._plans[key] = frozenset(
+                b for b in segment.final_version if b in wanted or b in self._observed)
+        return exposed
+
+    def _tapped_diffs(self, segment: Segment) -> frozenset:
+        """The versions a lean recording taps: those of the diffs the user has read."""
+        key = ("tapped", segment.start, segment.end, len(self._observed_diffs))
+        tapped = self._plans.get(key)
+        if tapped is None:
+            tapped = self._plans[key] = segment.first_versions_of(self._observed_diffs)
+        return tapped
 
     def _lazy_blobs(self, segment: Segment, shapes: list, inputs: list, names: list):
         """The computation of the blobs a segment call left out: its every-blob graph
@@ -546,39 +584,84 @@ class Net:
         self._reclaim_lent(tape.graph.lent, written)
         self._reclaim_lent(tape.lent, written)
         if not tape.graph.serves(head_versions or [min(
-                v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)], readouts):
+                v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)],
+                [] if tape.lazy else readouts):
             self._rerecord_every_version(tape)
         graph = tape.graph
-        heads: dict = {}
-        for v in head_versions:
-            blob = segment.versions[v][1]
-            slot = graph.slot_of_version[v]
-            head = self._diff[blob].device().reshape(tape.outputs[slot].shape)
-            # a copy: a static graph's backward may hand the head's memory on as
-            # the gradient of a tap, which the next backward zeroes
-            heads[slot] = heads[slot] + head if slot in heads else head.copy()
-        if not heads:           # every head is zero: the diffs written are zeros
-            v = min(v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)
-            slot = graph.slot_of_version[v]
-            heads[slot] = mx.nd.zeros(tape.outputs[slot].shape, ctx=self._ctx)
+        # copies: a static graph's backward may hand a head's memory on as the gradient
+        # of a tap, which the next backward zeroes; and a lazy diff replays them
+        heads = {v: self._diff[segment.versions[v][1]].device().copy() for v in head_versions}
         below = [p for i in range(segment.start, lo) for p in self._block.caffe_layers[i].blobs()]
         saved = snapshot_grads(below, self._ctx)
-        # (no zeroing: a graph's backward writes every input gradient, zeros where no
-        # gradient reaches)
-        _run_backward([tape.outputs[s] for s in heads], list(heads.values()))
+        self._replay_backward(graph, tape.outputs, heads, lo, hi)
         restore_grads(saved, self._ctx)
         tap_grad = {v: tap.grad for v, tap in zip(graph.tapped, graph.taps)}
         leaf_grad = {name: leaf.grad for name, leaf in zip(segment.input_names, tape.leaves)}
         # The diffs are the gradient buffers themselves (no copy), lent until the next
         # backward through this graph or tape, which copies out what it will not rewrite.
+        # A diff the recording does not tap is computed on first read (lazy diffs).
+        untapped: dict = {}
         for blob, v in written.items():
-            grad, lent = ((leaf_grad[v[1]], tape.lent) if isinstance(v, tuple)
-                          else (tap_grad[v], graph.lent))
+            if isinstance(v, tuple):
+                grad, lent = leaf_grad[v[1]], tape.lent
+            elif v in tap_grad:
+                grad, lent = tap_grad[v], graph.lent
+            else:
+                untapped[blob] = v
+                continue
             self._diff[blob].set_device(grad)
             lent[blob] = grad
+        if untapped:
+            compute = self._lazy_diffs(tape, lo, hi, heads, untapped)
+            for blob in untapped:
+                self._diff[blob].set_lazy(compute)
         for i in range(lo, hi + 1):
             for blob in self.layers[i].blobs:
                 blob._diff.device_changed()
+
+    def _replay_backward(self, graph, outputs: list, heads: dict, lo: int, hi: int) -> None:
+        """Differentiate a recorded segment graph with the diffs ``heads`` (version ->
+        array) as head gradients at their versions' outputs."""
+        by_slot: dict = {}
+        for v, head in heads.items():
+            slot = graph.slot_of_version[v]
+            head = head.reshape(outputs[slot].shape)
+            by_slot[slot] = by_slot[slot] + head if slot in by_slot else head
+        if not by_slot:         # every head is zero: the diffs written are zeros
+            segment = graph.segment
+            v = min(v for v, (i, _) in enumerate(segment.versions) if lo <= i <= hi)
+            slot = graph.slot_of_version[v]
+            by_slot[slot] = mx.nd.zeros(outputs[slot].shape, ctx=self._ctx)
+        # (no zeroing: a graph's backward writes every input gradient, zeros where no
+        # gradient reaches)
+        _run_backward([outputs[s] for s in by_slot], list(by_slot.values()))
+
+    def _lazy_diffs(self, tape: "_SegmentTape", lo: int, hi: int, heads: dict,
+                    untapped: dict):
+        """The computation of the diffs a lean recording's backward left out: the same
+        backward again through a graph tapping every version, on the same inputs and
+        heads, run once on the first read of any of them. The parameters cannot change
+        before (a parameter write computes pending diffs first: _begin_call), and their
+        diffs are restored after, so it adds nothing to them."""
+        segment = tape.graph.segment
+        inputs = [leaf.detach() for leaf in tape.leaves]
+        net = weakref.ref(self)     # no Net <-> diff cycle holding the net's arrays
+
+        def compute():
+            me = net()
+            graph = segment.graph([tuple(x.shape) for x in inputs], True, private=True)
+            leaves = _leaves(inputs)
+            params = [p for i in segment.layers for p in me._block.caffe_layers[i].blobs()]
+            saved = snapshot_grads(params, me._ctx)
+            with mx.autograd.record():
+                outputs = _as_list(graph(*leaves, *graph.make_taps(me._ctx)))
+            me._replay_backward(graph, outputs, heads, lo, hi)
+            restore_grads(saved, me._ctx)
+            tap_grad = dict(zip(graph.tapped, graph.taps))
+            for blob, v in untapped.items():
+                if me._diff[blob]._lazy is compute:
+                    me._diff[blob].set_device(tap_grad[v].grad.copy())
+        return compute
 
     def _reclaim_lent(self, lent: dict, rewritten: dict) -> None:
         """Before a backward overwrites gradient buffers lent out as diffs, the diffs it
@@ -731,6 +814,7 @@ class Net:
         """Load weights by layer name from a .caffemodel or .caffemodel.h5; returns the
         names of the layers loaded."""
         self._begin_call()
+        self._settle_lazy()         # what is left for first read uses the old weights
         for blob in self._param_blobs:
             blob._data.device()
         loaded = self._block.copy_from(path)
@@ -741,6 +825,7 @@ class Net:
 
     def share_with(self, other: "Net") -> None:
         """Share learnable blobs with ``other`` by layer name (Caffe's ShareTrainedLayersWith)."""
+        self._settle_lazy()         # what is left for first read uses our own weights
         theirs = {l.name: l for l in other._block.caffe_layers}
         for layer in self._block.caffe_layers:
             src = theirs.get(layer.name)

@@ -43,6 +43,14 @@ class SyncedArray:
         self._lazy = compute
         self._head = _DEVICE
 
+    def is_lazy(self) -> bool:
+        """The value is left for first use (:meth:`set_lazy`)."""
+        return self._lazy is not None
+
+    def host_is_newer(self) -> bool:
+        """The numpy side holds a value the device has not seen (a user write)."""
+        return self._head == _HOST
+
     def _materialize(self) -> None:
         compute = self._lazy
         compute()                   # sets this array (and the others it computes)

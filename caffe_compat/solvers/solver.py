@@ -115,7 +115,11 @@ class Solver:
         from caffe_compat.pycaffe.net import Net
         filtered = filter_net_state(definition, state)
         graph = build_graph(filtered.param, filtered.path, filtered.layer_lines)
-        return Net.from_block(CaffeNet(graph, state.phase))
+        net = Net.from_block(CaffeNet(graph, state.phase))
+        # The update rewrites the weights in place between calls: every blob and diff is
+        # computed in its call, none left for first read.
+        net.lazy_blobs = False
+        return net
 
     def _train_net(self):
         p = self.param
