@@ -6,7 +6,8 @@ libraries and their numbers depend on it (resampling and colour conversion diffe
 * :func:`read_bgr` -- OpenCV's ``cv2.imread``, what Caffe's C++ reads with
   (``ReadImageToCVMat``: ImageData, WindowData and ``convert_imageset``);
 * :func:`open_rgb` / :func:`read_rgb` -- PIL, what the Python recipes read with
-  (FCN's ``infer.py`` and data layers, the DeepDream notebook);
+  (FCN's ``infer.py`` and data layers, the DeepDream notebook); :func:`open_as_stored`
+  keeps a label PNG's palette indices;
 * :func:`read_as_pycaffe` -- ``skimage.io.imread``, what pycaffe's
   ``caffe.io.load_image`` reads with.
 
@@ -31,7 +32,7 @@ from caffe_compat.errors import ImageReadError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["read_bgr", "open_rgb", "read_rgb", "read_as_pycaffe"]
+__all__ = ["read_bgr", "open_as_stored", "open_rgb", "read_rgb", "read_as_pycaffe"]
 
 
 def _check_exists(path: PathLike) -> str:
@@ -67,17 +68,24 @@ def read_bgr(path: PathLike, color: bool = True) -> np.ndarray:
     return img
 
 
-def open_rgb(path: PathLike):
-    """The file as a loaded RGB ``PIL.Image`` (grey, palette and alpha images converted),
-    for callers that resize with PIL before taking the pixels."""
+def open_as_stored(path: PathLike):
+    """The file as a loaded ``PIL.Image`` in its own mode: a palette PNG keeps its
+    indices (FCN's label images), a 16-bit PNG its values (NYUD depth)."""
     import PIL.Image
     path = _check_exists(path)
     try:
         with PIL.Image.open(path) as im:
             im.load()
-            return im if im.mode == "RGB" else im.convert("RGB")
+            return im
     except (OSError, ValueError, SyntaxError) as exc:   # PIL's decoders raise all three
         raise ImageReadError(path, _one_line(exc)) from exc
+
+
+def open_rgb(path: PathLike):
+    """The file as a loaded RGB ``PIL.Image`` (grey, palette and alpha images converted),
+    for callers that resize with PIL before taking the pixels."""
+    im = open_as_stored(path)
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def read_rgb(path: PathLike) -> np.ndarray:

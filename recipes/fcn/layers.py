@@ -35,7 +35,6 @@ import random
 from typing import Optional
 
 import numpy as np
-from PIL import Image
 
 from caffe_compat import images
 from caffe_compat.engine.layers.python_layer import PyLayer
@@ -183,7 +182,7 @@ class VOCSegDataLayer(SegDataLayer):
         return bgr_minus_mean(read_rgb("{}/JPEGImages/{}.jpg".format(self.voc_dir, idx)), self.mean)
 
     def load_label(self, idx: str) -> np.ndarray:
-        im = Image.open("{}/SegmentationClass/{}.png".format(self.voc_dir, idx))
+        im = images.open_as_stored("{}/SegmentationClass/{}.png".format(self.voc_dir, idx))
         label = np.array(im, dtype=np.uint8)   # P mode: the palette indices themselves
         return label[np.newaxis, ...]
 
@@ -293,7 +292,7 @@ class NYUDSegDataLayer(SegDataLayer):
         return label[np.newaxis, ...]
 
     def load_depth(self, idx: str) -> np.ndarray:
-        im = Image.open("{}/data/depth/img_{}.png".format(self.nyud_dir, idx))
+        im = images.open_as_stored("{}/data/depth/img_{}.png".format(self.nyud_dir, idx))
         d = np.array(im, dtype=np.float32)
         with np.errstate(divide="ignore"):   # as the original: log(0) = -inf
             d = np.log(d)
