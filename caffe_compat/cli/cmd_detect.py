@@ -21,7 +21,10 @@ import sys
 
 import numpy as np
 
+from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice
 from caffe_compat.errors import CaffeCompatError
+
+DEFAULT_MODEL = "bvlc_reference_rcnn_ilsvrc13"
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -51,14 +54,15 @@ def _detector(args):
         if not os.path.isfile(args.bbox_regressor):
             raise FileNotFoundError(2, "No such file or directory", args.bbox_regressor)
         options["bbox_regressor"] = BBoxRegressor.load(args.bbox_regressor)
-    if args.prototxt:
+    net = net_choice(args, "detect", DEFAULT_MODEL)
+    if net.from_files:
         if not args.labels:
-            raise CaffeCompatError("--prototxt needs --labels (a class name per line)")
-        return rdet.RCNNDetector.from_files(args.prototxt, args.weights, args.labels, **options), \
-            os.path.basename(args.prototxt)
-    if args.weights or args.labels:
-        raise CaffeCompatError("--weights/--labels go with --prototxt (or use --model NAME)")
-    return rdet.RCNNDetector.from_zoo(args.model, **options), args.model
+            raise CaffeCompatError("detect: --prototxt needs --labels (a class name per line)")
+        return rdet.RCNNDetector.from_files(net.prototxt, net.weights, args.labels, **options), \
+            os.path.basename(net.prototxt)
+    if args.labels:
+        raise CaffeCompatError("detect: --labels goes with --prototxt (or give --model NAME alone)")
+    return rdet.RCNNDetector.from_zoo(net.model, **options), net.model
 
 
 def _picture_path(args, image: str, used: set) -> str:
@@ -130,11 +134,10 @@ def register(subparsers) -> None:
                               epilog="\n\n".join(__doc__.split("\n\n")[2:]),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    p.add_argument("--model", default="bvlc_reference_rcnn_ilsvrc13",
-                   help="zoo model (default: bvlc_reference_rcnn_ilsvrc13, 200 ILSVRC13 classes)")
-    p.add_argument("--prototxt", help="deploy prototxt of your own R-CNN net (instead of --model)")
-    p.add_argument("--weights", help=".caffemodel for --prototxt")
-    p.add_argument("--labels", help="class names, one per line, for --prototxt")
+    net = add_net_choice_arguments(
+        p, DEFAULT_MODEL, model_help="zoo R-CNN model (the default has 200 ILSVRC13 classes)",
+        prototxt_help="deploy prototxt of your own R-CNN net (instead of --model)")
+    net.add_argument("--labels", help="class names, one per line, for --prototxt")
     p.add_argument("--score-blob", help="blob holding the class scores (default fc-rcnn, else "
                                         "the net's only output)")
     p.add_argument("--proposals", default="fast", metavar="fast|quality|single|FILE",

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from caffe_compat.cli.netargs import parse_mean
+from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, parse_mean
 
 EMBEDDED = "embedded"
 
@@ -33,11 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("input", help="image to dream on (JPEG, PNG, ...)")
     p.add_argument("-o", "--output", required=True,
                    help="output image; with --frames, OUT_0000.jpg ... and a movie beside it")
-    src = p.add_argument_group("model (default: --model bvlc_googlenet)")
-    src.add_argument("--model", help="zoo model name, or 'embedded' for the small model "
-                                     "shipped with caffe-compat")
-    src.add_argument("--prototxt", help="deploy prototxt of your own net")
-    src.add_argument("--weights", help="its .caffemodel")
+    src = add_net_choice_arguments(p, "bvlc_googlenet",
+                                   model_help="zoo model name, or 'embedded' for the small "
+                                              "model shipped with caffe-compat")
     src.add_argument("--mean", type=parse_mean, metavar="B,G,R",
                      help="per-channel mean of the net's BGR input (default: the notebook's "
                           "104,116,122, or a zoo model's own)")
@@ -73,17 +71,10 @@ def _context(flag):
 
 def _model_files(args) -> tuple[str, str, object]:
     """(label, deploy prototxt, zoo entry or weights path) from the model arguments."""
-    from caffe_compat.errors import CaffeCompatError
-    if args.prototxt or args.weights:
-        if args.model:
-            raise CaffeCompatError("give --model or --prototxt/--weights, not both")
-        if not (args.prototxt and args.weights):
-            raise CaffeCompatError("--prototxt and --weights go together")
-        for f in (args.prototxt, args.weights):
-            if not Path(f).is_file():
-                raise FileNotFoundError(2, "No such file", f)
-        return Path(args.prototxt).name, args.prototxt, args.weights
-    name = args.model or "bvlc_googlenet"
+    net = net_choice(args, "dream", "bvlc_googlenet")
+    if net.from_files:
+        return Path(net.prototxt).name, net.prototxt, net.weights
+    name = net.model
     if name == EMBEDDED:
         from caffe_compat.recipes.deepdream.models import embedded_model
         prototxt, weights = embedded_model()

@@ -14,7 +14,7 @@ import argparse
 import os
 import tempfile
 
-from caffe_compat.cli.netargs import use_device
+from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, use_device
 from caffe_compat.errors import CaffeCompatError
 
 DIR_OPTIONS = {"voc_dir": "--voc-dir", "context_dir": "--context-dir",
@@ -53,23 +53,17 @@ def run(args) -> int:
     from caffe_compat.formats.prototxt import read_net
     from caffe_compat.recipes.fcn import install_layer_modules, score
     from caffe_compat.recipes.fcn.layers import data_layer_ids
-    if not os.path.isfile(args.weights):
-        raise FileNotFoundError(2, "No such file or directory", args.weights)
+    choice = net_choice(args, "fcn-score", weights_with_model=True)
     use_device(args.gpu)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.prototxt:
-            if args.model:
-                raise CaffeCompatError("fcn-score: give --model or --prototxt, not both")
+        if choice.from_files:
             install_layer_modules()
-            prototxt, split = args.prototxt, os.path.basename(args.prototxt)
+            prototxt, split = choice.prototxt, os.path.basename(choice.prototxt)
             blobs = ((args.blob or "score", args.label or "label"),)
-        elif args.model:
+        else:
             prototxt, blobs, split = _val_prototxt(args, tmp)
             if args.blob:
                 blobs = ((args.blob, args.label or "label"),)
-        else:
-            raise CaffeCompatError("fcn-score: --model (with the dataset folder) or "
-                                   "--prototxt is required")
         data_layers = [l for l in read_net(prototxt).param.layer if l.type == "Python"]
         if not data_layers:
             raise CaffeCompatError(f"fcn-score: {prototxt} has no Python data layer")
@@ -99,9 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fcn-score", help="mean IU etc. of a FCN on a split (score.py)",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="voc-fcn8s, ... (the val net is built for it)")
-    p.add_argument("--prototxt", help="a val prototxt with its data layer (instead of --model)")
-    p.add_argument("--weights", required=True, help=".caffemodel to score")
+    add_net_choice_arguments(p, model_help="voc-fcn8s, ... (the val net is built for it from "
+                                           "the dataset folder)",
+                             prototxt_help="a val prototxt with its data layer (instead of "
+                                           "--model)",
+                             weights_help=".caffemodel to score", weights_required=True)
     for key, option in DIR_OPTIONS.items():
         p.add_argument(option, dest=key, metavar="DIR")
     p.add_argument("--split", help="split to score (default: the model's val split, "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from caffe_compat.cli.netargs import use_device
+from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, use_device
 from caffe_compat.errors import CaffeCompatError
 
 #: Command-line option -> the builders' keyword.
@@ -46,8 +46,9 @@ def dataset_dirs(model, args) -> dict:
 
 def run(args) -> int:
     from caffe_compat.recipes.fcn import nets, solve
+    net = net_choice(args, "fcn-train", weights_with_model=True)
     try:
-        model = nets.get_model(args.model)
+        model = nets.get_model(net.model)
     except ValueError as exc:
         raise CaffeCompatError(f"fcn-train: {exc}") from None
     dirs = dataset_dirs(model, args)
@@ -67,7 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fcn-train", help="train a FCN (fcn.berkeleyvision.org's solve.py)",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="voc-fcn8s, voc-fcn32s, ..., siftflow-fcn8s")
+    add_net_choice_arguments(p, model_help="the FCN to train: voc-fcn8s, voc-fcn32s, ..., "
+                                           "siftflow-fcn8s", prototxt=False, model_required=True,
+                             weights_help="initialise by copy_from these weights instead of "
+                                          "transplanting --init")
     for key, option in DIR_OPTIONS.items():
         p.add_argument(option, dest=key, metavar="DIR")
     p.add_argument("--val-split", help="split scored during training (default: the model's, "
@@ -76,7 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-interval", type=int,
                    help="iterations between seg_tests (default 4000; 2000 NYUDv2/SIFT Flow)")
     p.add_argument("--init", help="zoo classifier to transplant from (default vgg16)")
-    p.add_argument("--weights", help="initialise by copy_from these weights instead")
     p.add_argument("--work-dir", default=".", help="where the prototxts go (default .)")
     p.add_argument("--snapshot-dir", help="where snapshots go (default WORK_DIR/snapshot)")
     p.add_argument("--save-format", help="folder pattern for the val predictions, "

@@ -23,7 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caffe_compat.cli.netargs import parse_mean_or_grey, positive_int, use_device
+from caffe_compat.cli.netargs import (add_net_choice_arguments, net_choice, parse_mean_or_grey,
+                                      positive_int, use_device)
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -32,14 +33,10 @@ from caffe_compat.errors import CaffeCompatError
 
 def load_source(args):
     from caffe_compat.recipes.finetune import SourceModel
-    if args.prototxt or args.weights:
-        if args.model:
-            raise CaffeCompatError("finetune: give --model or --prototxt/--weights, not both")
-        if not (args.prototxt and args.weights):
-            raise CaffeCompatError("finetune: --prototxt and --weights go together")
-        return SourceModel.from_files(args.prototxt, args.weights, mean=args.mean)
-    source = SourceModel.from_zoo(args.model or "bvlc_reference_caffenet",
-                                  progress=args.progress)
+    net = net_choice(args, "finetune", "bvlc_reference_caffenet")
+    if net.from_files:
+        return SourceModel.from_files(net.prototxt, net.weights, mean=args.mean)
+    source = SourceModel.from_zoo(net.model, progress=args.progress)
     if args.mean:
         source.mean = tuple(args.mean)
     return source
@@ -91,10 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "fine-tune the top layers, or all layers",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="zoo model to start from (default bvlc_reference_caffenet; "
-                                   "downloaded on first use)")
-    p.add_argument("--prototxt", help="deploy prototxt to start from (instead of --model)")
-    p.add_argument("--weights", help=".caffemodel for --prototxt")
+    add_net_choice_arguments(p, "bvlc_reference_caffenet",
+                             model_help="zoo model to start from (downloaded on first use)",
+                             prototxt_help="deploy prototxt to start from (instead of --model)")
     p.add_argument("--data", required=True, metavar="DIR_OR_LIST",
                    help="folder with one sub-folder per class, or a Caffe list file")
     p.add_argument("--labels", help="class names, one per line (for a list file)")

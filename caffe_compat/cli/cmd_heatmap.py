@@ -18,7 +18,8 @@ def run(args) -> int:
     from caffe_compat.recipes.localize.heatmap import class_heatmap
     from caffe_compat.recipes.localize.surgery import fully_convolutional
     from caffe_compat.recipes.visualize.render import save_png
-    from caffe_compat.recipes.visualize.source import load_image, net_source_from_args
+    from caffe_compat.cli.netargs import net_source_from_args
+    from caffe_compat.recipes.visualize.source import load_image
     load_image(args.image)                      # a bad image fails before the net loads
     source = net_source_from_args(args, "heatmap")
     fcn = fully_convolutional(source)
@@ -39,7 +40,7 @@ def run(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from caffe_compat.recipes.visualize.source import add_net_source_arguments
+    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("heatmap", help="class-score map of a fully convolutional classifier "
                                        "over an image",
                        description=__doc__.split("\n\n", 1)[1],

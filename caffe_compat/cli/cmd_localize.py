@@ -20,7 +20,7 @@ import sys
 def run_train(args) -> int:
     from tqdm import tqdm
     from caffe_compat.recipes.localize.train import train_localizer
-    from caffe_compat.recipes.visualize.source import net_source_from_args
+    from caffe_compat.cli.netargs import net_source_from_args
     source = net_source_from_args(args, "localize train")
     bar = tqdm(total=args.iters, unit="it", file=sys.stderr,
                disable=None if args.progress else True)
@@ -59,7 +59,7 @@ def run_predict(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from caffe_compat.recipes.visualize.source import add_net_source_arguments
+    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("localize", help="train / evaluate a box-regression head on a classifier",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -28,7 +28,7 @@ def _position(text: str) -> tuple:
 def run(args) -> int:
     from caffe_compat.recipes.visualize.render import save_png
     from caffe_compat.recipes.visualize.saliency import explain_image, explanation_picture
-    from caffe_compat.recipes.visualize.source import net_source_from_args
+    from caffe_compat.cli.netargs import net_source_from_args
     if args.position is not None and args.layer is None:
         raise CaffeCompatError("saliency: --position needs --layer and --unit")
     source = net_source_from_args(args, "saliency")
@@ -45,7 +45,7 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from caffe_compat.recipes.visualize.saliency import PICTURE_METHODS
-    from caffe_compat.recipes.visualize.source import add_net_source_arguments
+    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("saliency",
                        help="saliency / deconvnet / guided-backprop picture of an image",
                        description=__doc__.split("\n\n", 1)[1],

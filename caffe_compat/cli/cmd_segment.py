@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from caffe_compat.cli.netargs import parse_mean
+from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, parse_mean
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -54,14 +54,11 @@ def load_segmenter(args):
     kwargs = {"output": args.blob}
     if args.mean:
         kwargs["mean"] = args.mean
-    if args.prototxt:
-        if args.model:
-            raise CaffeCompatError("segment: give --model or --prototxt/--weights, not both")
-        if not args.weights:
-            raise CaffeCompatError("segment: --prototxt needs --weights")
+    net = net_choice(args, "segment", "voc-fcn8s")
+    if net.from_files:
         kwargs.setdefault("mean", FCN_MEAN)
-        return Segmenter.from_files(args.prototxt, args.weights, ctx=ctx, **kwargs)
-    return Segmenter.from_zoo(args.model or "voc-fcn8s", ctx=ctx, **kwargs)
+        return Segmenter.from_files(net.prototxt, net.weights, ctx=ctx, **kwargs)
+    return Segmenter.from_zoo(net.model, ctx=ctx, **kwargs)
 
 
 def run(args) -> int:
@@ -92,9 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    p.add_argument("--model", help="zoo model (default voc-fcn8s; downloaded on first use)")
-    p.add_argument("--prototxt", help="deploy prototxt of a FCN (instead of --model)")
-    p.add_argument("--weights", help=".caffemodel for --prototxt")
+    add_net_choice_arguments(p, "voc-fcn8s", model_help="zoo FCN (downloaded on first use)",
+                             prototxt_help="deploy prototxt of a FCN (instead of --model)")
     p.add_argument("-o", "--output", help="OUT.png (one image) or an output folder")
     p.add_argument("--overlay", action="store_true",
                    help="also write <name>_overlay.png: the image blended with the classes")

@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 
-from caffe_compat.cli.netargs import parse_mean, positive_int, use_device
+from caffe_compat.cli.netargs import (add_net_choice_arguments, net_choice, parse_mean,
+                                      positive_int, use_device)
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -41,14 +42,11 @@ def load_style_net(args):
                    tv_weight=args.tv_weight)
     layers = dict(content_layers=args.content_layers or CONTENT_LAYERS,
                   style_layers=args.style_layers or STYLE_LAYERS, pool=args.pool)
-    if args.prototxt or args.weights:
-        if args.model:
-            raise CaffeCompatError("style: give --model or --prototxt/--weights, not both")
-        if not (args.prototxt and args.weights):
-            raise CaffeCompatError("style: --prototxt and --weights go together")
-        return NeuralStyle.from_files(args.prototxt, args.weights, mean=args.mean or VGG_MEAN,
+    net = net_choice(args, "style", "vgg19")
+    if net.from_files:
+        return NeuralStyle.from_files(net.prototxt, net.weights, mean=args.mean or VGG_MEAN,
                                       **layers, **weights)
-    return NeuralStyle.from_zoo(args.model or "vgg19", progress=args.progress, mean=args.mean,
+    return NeuralStyle.from_zoo(net.model, progress=args.progress, mean=args.mean,
                                 **layers, **weights)
 
 
@@ -92,11 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("content", help="content image")
     p.add_argument("style", help="style image")
     p.add_argument("-o", "--output", required=True, help="output image (e.g. OUT.png)")
-    p.add_argument("--model", help="zoo model (default vgg19; vgg16 works too; downloaded "
-                                   "on first use)")
-    p.add_argument("--prototxt", help="deploy prototxt (instead of --model)")
-    p.add_argument("--weights", help=".caffemodel for --prototxt")
-    p.add_argument("--mean", type=parse_mean, metavar="B,G,R",
+    net = add_net_choice_arguments(p, "vgg19", model_help="zoo model (vgg16 works too; "
+                                                         "downloaded on first use)")
+    net.add_argument("--mean", type=parse_mean, metavar="B,G,R",
                    help="mean to subtract (default: the zoo model's; VGG's for --prototxt)")
     p.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"])
     p.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"])

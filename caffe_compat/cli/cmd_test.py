@@ -9,6 +9,7 @@ import argparse
 
 import numpy as np
 
+from caffe_compat.cli.netargs import add_caffe_tool_arguments
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -50,8 +51,7 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("test", help="score a model: average each output over N batches (caffe test)")
-    p.add_argument("--model", help="net prototxt (TEST phase is used)")
-    p.add_argument("--weights", help=".caffemodel or .caffemodel.h5")
+    add_caffe_tool_arguments(p)         # --model (TEST phase is used), --weights
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--gpu", help="GPU id (default: CPU)")
     p.add_argument("--level", type=int, default=0)

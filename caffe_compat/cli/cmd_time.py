@@ -12,6 +12,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from caffe_compat.cli.netargs import add_caffe_tool_arguments
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -77,8 +78,7 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("time", help="per-layer forward/backward timing (caffe time)")
-    p.add_argument("--model", help="net prototxt")
-    p.add_argument("--weights", help="optional weights")
+    add_caffe_tool_arguments(p, weights_help="optional weights")
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--phase", default="TRAIN", help="TRAIN (Caffe's default) or TEST")
     p.add_argument("--forward-only", action="store_true")

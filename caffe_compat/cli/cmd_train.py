@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from caffe_compat.cli.netargs import add_caffe_tool_arguments
 from caffe_compat.errors import CaffeCompatError
 
 
@@ -78,7 +79,8 @@ def run(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or fine-tune from a solver.prototxt (caffe train)")
     p.add_argument("--solver", required=False, help="solver.prototxt")
-    p.add_argument("--weights", help="comma-separated .caffemodel files to initialise from")
+    add_caffe_tool_arguments(p, model=False,
+                             weights_help="comma-separated .caffemodel files to initialise from")
     p.add_argument("--snapshot", help=".solverstate to resume from")
     p.add_argument("--gpu", help="GPU ids: 0 | 0,1 | all (default: CPU)")
     p.add_argument("--kvstore", help="MXNet kvstore for several machines, e.g. dist_sync "

@@ -17,6 +17,8 @@ import argparse
 import json
 import sys
 
+from caffe_compat.cli.netargs import parse_floats
+
 
 def _size(n) -> str:
     if n is None:
@@ -126,13 +128,6 @@ def run_remove(args) -> int:
     return 0
 
 
-def _floats(text: str) -> list:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad mean {text!r}: use e.g. 104,117,123") from None
-
-
 def _hw(text: str) -> list:
     try:
         dims = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
@@ -200,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--url", help="weights URL (omit to install them with zoo import)")
     q.add_argument("--sha1", required=True, help="SHA-1 of the weights (or 'none')")
     q.add_argument("--size", type=int, help="size of the weights in bytes")
-    q.add_argument("--mean", type=_floats, metavar="B,G,R", help="per-channel mean values")
+    q.add_argument("--mean", type=parse_floats, metavar="B,G,R", help="per-channel mean values")
     q.add_argument("--labels", metavar="FILE", help="class names, one per line")
     q.add_argument("--input-size", type=_hw, metavar="H,W")
     q.add_argument("--license", default="unknown")

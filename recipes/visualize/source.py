@@ -17,7 +17,6 @@ can be written to JSON (the localisation data layer and ``localizer.json`` use t
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,46 +182,3 @@ def load_image(path) -> np.ndarray:
     """An image file as H x W x 3 RGB float32 in [0, 1] (``caffe.io.load_image``)."""
     from caffe_compat.io import load_image as _load
     return _load(path)
-
-
-# --------------------------------------------------------------------------- CLI helpers
-
-def _floats(text: str) -> tuple:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad list {text!r}: use e.g. 104,117,123") from None
-
-
-def add_net_source_arguments(p: argparse.ArgumentParser) -> None:
-    """``--model NAME`` or ``--prototxt P --weights W`` (+ preprocessing for the latter)."""
-    g = p.add_argument_group("net (a zoo model, or a prototxt + weights)")
-    g.add_argument("--model", help="zoo model name (weights downloaded on first use)")
-    g.add_argument("--prototxt", help="deploy prototxt (instead of --model)")
-    g.add_argument("--weights", help=".caffemodel for --prototxt")
-    g.add_argument("--mean", type=_floats, metavar="B,G,R",
-                   help="per-channel mean in the net's channel order (--prototxt; default none)")
-    g.add_argument("--raw-scale", type=float, default=255.0,
-                   help="scale of [0, 1] pixels before the mean (--prototxt; default 255)")
-    g.add_argument("--rgb", action="store_true",
-                   help="the net takes RGB (default BGR, Caffe's order) (--prototxt)")
-    g.add_argument("--labels", help="class names, one a line (--prototxt)")
-
-
-def net_source_from_args(args, command: str) -> NetSource:
-    """The :class:`NetSource` the arguments of :func:`add_net_source_arguments` name."""
-    if args.prototxt:
-        if args.model:
-            raise CaffeCompatError(f"{command}: give --model or --prototxt/--weights, not both")
-        if not args.weights:
-            raise CaffeCompatError(f"{command}: --prototxt needs --weights")
-        labels = None
-        if args.labels:
-            with open(args.labels, encoding="utf-8") as f:
-                labels = [line.rstrip("\n") for line in f if line.strip()]
-        pre = Preprocessing(mean=args.mean or None, raw_scale=args.raw_scale,
-                            channel_swap=None if args.rgb else (2, 1, 0))
-        return NetSource.from_files(args.prototxt, args.weights, pre, labels)
-    if not args.model:
-        raise CaffeCompatError(f"{command}: give --model NAME or --prototxt P --weights W")
-    return NetSource.from_zoo(args.model, progress=True)
