@@ -7,6 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+import caffe_compat as caffe
 from caffe_compat.cli.main import main
 from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
 from caffe_compat.recipes.style import (NeuralStyle, feature_net_param, gram, load_image,
@@ -175,12 +176,24 @@ def test_style_from_a_zoo_model(tiny, tmp_path, monkeypatch, capsys):
     assert main(["style", str(tiny / "content.png"), str(tiny / "style.png"), "-o", str(out),
                  "--model", "tiny_vgg", "--size", "24", "--iters", "3", "--no-progress"]) == 0
     assert cv2.imread(str(out)).shape == (20, 24, 3)
-    # the same numbers as the net loaded from the files
+    # against an independent reference: the zoo's mean (BGR * 255 - mean, by hand) and
+    # the features a plain pycaffe forward of the deploy files gives
     a = NeuralStyle.from_zoo("tiny_vgg", progress=False)
-    b = make_style(tiny)
-    x = b.preprocess(resize_to(load_image(str(tiny / "content.png")), 24))
-    for name, fa in a.features(x).items():
-        np.testing.assert_array_equal(fa.asnumpy(), b.features(x)[name].asnumpy())
+    img = resize_to(load_image(str(tiny / "content.png")), 24)
+    rgb = np.asarray(img, np.float32)
+    rgb = rgb * 255.0 if rgb.max() <= 1.0 else rgb
+    by_hand = rgb[:, :, ::-1].transpose(2, 0, 1)[None] - np.float32(MEAN).reshape(1, 3, 1, 1)
+    x = a.preprocess(img)
+    np.testing.assert_allclose(x.asnumpy(), by_hand, rtol=0, atol=1e-4)
+    net = caffe.Net(str(tiny / "deploy.prototxt"), str(tiny / "w.caffemodel"), caffe.TEST)
+    net.blobs["data"].reshape(*by_hand.shape)
+    net.blobs["data"].data[...] = by_hand
+    net.forward()
+    features = a.features(x)
+    assert set(features) >= {"conv1_1", "conv4_2"}
+    for name, fa in features.items():
+        ref = net.blobs[name].data
+        assert np.linalg.norm(fa.asnumpy() - ref) <= 1e-5 * np.linalg.norm(ref), name
     capsys.readouterr()
 
 

@@ -352,15 +352,32 @@ def test_saliency_cli_writes_side_by_side_png(files, tmp_path, capsys, extra):
         assert "conv1 unit 1 at (" in line
 
 
-def test_saliency_map_matches_the_library(files, tmp_path):
+def test_saliency_map_is_simonyans_map_as_a_pycaffe_script_computes_it(files, tmp_path):
+    """The CLI's map against an independent reference: the legacy pycaffe recipe
+    (Transformer, forward to the class score, a one-hot diff, backward) and Simonyan et
+    al.'s definition, max over channels of |d score / d image|, rescaled to [0, 255]
+    with white = high."""
     proto, weights, img, _ = files
     out = tmp_path / "sal.png"
     assert cli_main(["saliency", str(img), "--prototxt", str(proto), "--weights", str(weights),
                      "--class", "0", "-o", str(out)]) == 0
-    source = vis.NetSource.from_files(proto, weights)
-    ex = vis.explain_image(source, str(img), class_index=0)
-    expected = vis.map_picture(ex.map)
-    np.testing.assert_array_equal(np.asarray(Image.open(out))[:, 16:], expected)
+    fb = tmp_path / "force_backward.prototxt"
+    fb.write_text("force_backward: true\n" + proto.read_text())
+    net = caffe.Net(str(fb), str(weights), caffe.TEST)
+    t = caffe.io.Transformer({"data": net.blobs["data"].data.shape})
+    t.set_transpose("data", (2, 0, 1))
+    t.set_channel_swap("data", (2, 1, 0))
+    t.set_raw_scale("data", 255)
+    net.blobs["data"].data[...] = t.preprocess("data", caffe.io.load_image(str(img)))
+    net.forward(end="fc8")
+    net.blobs["fc8"].diff[...] = np.eye(4)[0]
+    net.backward(start="fc8")
+    sal = np.abs(net.blobs["data"].diff[0]).max(axis=0).astype(np.float64)
+    expected = np.round(255 * (sal - sal.min()) / (sal.max() - sal.min()))
+    picture = np.asarray(Image.open(out))[:, 16:].astype(np.float64)
+    assert picture.shape == (12, 12, 3)
+    assert np.all(picture == picture[:, :, :1])                   # grey
+    assert np.abs(picture[:, :, 0] - expected).max() <= 1         # float rounding at .5
 
 
 def test_saliency_cli_errors_are_one_line(files, tmp_path, capsys):
