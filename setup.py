@@ -40,6 +40,9 @@ setup(
         "tqdm",
         "h5py",
         "scipy",
+        # R-CNN's SVMs: liblinear (what R-CNN called) through LinearSVC; 1.3 installs
+        # beside numpy 1.23
+        "scikit-learn>=1.3,<1.4",
         "lmdb",    # Data layers with backend LMDB (small binary wheel)
         "plyvel",  # Data layers with backend LEVELDB (Caffe's default backend)
     ],

@@ -275,26 +275,36 @@ def test_bbox_regressor_training_moves_boxes_to_ground_truth(tmp_path):
 # --------------------------------------------------------------------------- SVM
 
 
-def test_svm_solver_is_optimal_for_liblinear_problem():
+@pytest.mark.parametrize("positives", [12, 0])
+def test_svm_solver_is_optimal_for_liblinear_problem(positives):
+    """liblinear's answer against the same problem solved independently: the primal QP
+    with slack variables (min 1/2|w|^2 + 1/2 (b/10)^2 + C sum c_i xi_i, xi_i >= 0,
+    xi_i >= 1 - y_i (w.x_i + b)) by scipy's SLSQP; also for a class without positives."""
+    from scipy.optimize import minimize
     from caffe_compat.recipes.rcnn.svm import train_linear_svm
     rng = np.random.RandomState(5)
-    pos, neg = rng.randn(30, 8) + 0.8, rng.randn(200, 8) - 0.4
-    sol = train_linear_svm(pos, neg, C=0.05, bias_mult=10, pos_loss_weight=2, rel_gap=1e-8)
-    assert sol.relative_gap < 1e-7
-    # KKT: the dual variables reproduce w; margin violators sit at their bound
-    z_pos, z_neg = pos @ sol.w + sol.b, neg @ sol.w + sol.b
-    a_pos, a_neg = sol.alpha[:30], sol.alpha[30:]
-    np.testing.assert_allclose(sol.w, a_pos @ pos - a_neg @ neg, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(sol.b, 100 * (a_pos.sum() - a_neg.sum()), rtol=1e-8, atol=1e-10)
-    assert np.all(a_pos[z_pos < 1 - 1e-3] > 0.1 - 1e-6) and np.all(a_neg[z_neg > -1 + 1e-3] > 0.05 - 1e-6)
-    # no direction improves the primal objective
-    def primal(w, b):
-        return (0.5 * w @ w + 0.5 * (b / 10) ** 2 + 0.05 * 2 * np.maximum(0, 1 - pos @ w - b).sum()
-                + 0.05 * np.maximum(0, 1 + neg @ w + b).sum())
-    best = primal(sol.w, sol.b)
-    for _ in range(50):
-        dw, db = rng.randn(8) * 1e-3, rng.randn() * 1e-3
-        assert primal(sol.w + dw, sol.b + db) >= best - 1e-9
+    pos, neg = rng.randn(positives, 4) + 0.8, rng.randn(40, 4) - 0.4
+    C, bias_mult, w1 = 0.05, 10.0, 2.0
+    sol = train_linear_svm(pos, neg, C=C, bias_mult=bias_mult, pos_loss_weight=w1, tol=1e-8)
+    x = np.concatenate([pos, neg])
+    y = np.r_[np.ones(len(pos)), -np.ones(len(neg))]
+    cost = C * np.where(y > 0, w1, 1.0)
+    n, d = x.shape
+
+    def objective(v):
+        w, b, xi = v[:d], v[d], v[d + 1:]
+        return 0.5 * w @ w + 0.5 * (b / bias_mult) ** 2 + cost @ xi
+
+    margins = {"type": "ineq", "fun": lambda v: v[d + 1:] - 1 + y * (x @ v[:d] + v[d])}
+    slack = {"type": "ineq", "fun": lambda v: v[d + 1:]}
+    ref = minimize(objective, np.r_[np.zeros(d + 1), np.ones(n)], method="SLSQP",
+                   constraints=[margins, slack], options={"ftol": 1e-12, "maxiter": 500})
+    assert ref.success, ref.message
+    assert abs(sol.primal - ref.fun) <= 1e-6 * abs(ref.fun)
+    np.testing.assert_allclose(sol.w, ref.x[:d], rtol=0, atol=1e-4)
+    assert abs(sol.b - ref.x[d]) <= 1e-3
+    # the objective's parts are rcnn_train.m's
+    assert sol.reg_loss == pytest.approx(0.5 * sol.w @ sol.w + 0.5 * (sol.b / bias_mult) ** 2)
 
 
 def test_svm_hard_negative_mining_separates_synthetic_classes():
