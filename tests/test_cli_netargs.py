@@ -1,76 +1,108 @@
-"""Which net a subcommand loads is said with one set of options, declared once
-(caffe_compat/cli/netargs.py): the recipe commands take a zoo model or your own files,
-Caffe's tool commands take Caffe's ``--model``/``--weights``, and the same mistakes give
-the same one-line errors everywhere."""
+"""Every subcommand that loads a net declares its "which net" options through
+``caffe_compat.cli.netargs`` (one argparse group titled ``which net...``), and the shared
+resolver's mistakes come out as one line with exit status 2."""
 from __future__ import annotations
 
 import argparse
 
-import cv2
-import numpy as np
 import pytest
 
+from caffe_compat.cli import netargs
 from caffe_compat.cli.main import build_parser, main
-from caffe_compat.cli.netargs import NET_GROUP_TITLE
 
-RECIPES = ["detect", "dream", "segment", "style", "finetune", "saliency", "heatmap",
-           "fcn-score", "fcn-train"]
-CAFFE_TOOL = ["train", "test", "time"]
-
-
-def subparsers() -> dict:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
-
-
-def group_options(parser: argparse.ArgumentParser, title_start: str) -> set:
-    groups = [g for g in parser._action_groups if (g.title or "").startswith(title_start)]
-    assert len(groups) == 1, [g.title for g in parser._action_groups]
-    return {o for a in groups[0]._group_actions for o in a.option_strings}
+#: The subcommands that load a net, and the form they take it in.
+NET_COMMANDS = {
+    "info": "positional", "convert": "positional", "draw": "positional",
+    "train": "caffe", "test": "caffe", "time": "caffe",
+    "detect": "recipe", "dream": "recipe", "segment": "recipe", "style": "recipe",
+    "finetune": "recipe", "fcn-score": "recipe", "fcn-train": "recipe", "saliency": "recipe",
+    "heatmap": "recipe", "localize train": "recipe",
+}
+#: ``zoo add --prototxt`` registers a model and ``zoo path --prototxt`` prints a path:
+#: neither loads a net.
+NOT_NET_LOADING = {"zoo add", "zoo path"}
+NET_FLAGS = {"--model", "--prototxt", "--weights"}
 
 
-@pytest.mark.parametrize("command", RECIPES)
-def test_recipe_commands_take_the_shared_net_options(command):
-    options = group_options(subparsers()[command], NET_GROUP_TITLE)
-    assert {"--model", "--weights"} <= options
-    if command != "fcn-train":          # trains a named FCN: no deploy prototxt to give
-        assert "--prototxt" in options
+def subcommand_parsers(parser: argparse.ArgumentParser, prefix: str = ""):
+    """(name, parser) of every subcommand, nested ones (``localize train``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                full = f"{prefix} {name}".strip()
+                yield full, sub
+                yield from subcommand_parsers(sub, full)
 
 
-def test_localize_train_takes_the_shared_net_options():
-    localize = subparsers()["localize"]
-    action = next(a for a in localize._actions if isinstance(a, argparse._SubParsersAction))
-    assert {"--model", "--prototxt", "--weights", "--mean"} <= group_options(
-        action.choices["train"], NET_GROUP_TITLE)
+def which_net_groups(parser: argparse.ArgumentParser) -> dict:
+    """{group title: set of option strings / positional dests} of its which-net groups."""
+    return {g.title: {s for a in g._group_actions for s in (a.option_strings or [a.dest])}
+            for g in parser._action_groups if (g.title or "").startswith(netargs.GROUP_TITLE)}
 
 
-@pytest.mark.parametrize("command", CAFFE_TOOL)
-def test_caffe_tool_commands_take_caffes_options(command):
-    options = group_options(subparsers()[command], "net (as Caffe's tool")
-    assert options == ({"--weights"} if command == "train" else {"--model", "--weights"})
+def test_every_net_loading_command_declares_its_net_through_netargs():
+    found = {}
+    for name, parser in subcommand_parsers(build_parser()):
+        groups = which_net_groups(parser)
+        declared = set().union(*groups.values()) if groups else set()
+        # no --model/--prototxt/--weights or positional prototxt outside a netargs group
+        grouped = {id(a) for g in parser._action_groups if g.title in groups
+                   for a in g._group_actions}
+        loose = {s for a in parser._actions if id(a) not in grouped
+                 for s in (a.option_strings or [a.dest]) if s in NET_FLAGS | {"prototxt"}}
+        if name not in NOT_NET_LOADING:
+            assert not loose, f"{name} declares {sorted(loose)} outside caffe_compat.cli.netargs"
+        if groups:
+            assert len(groups) == 1, f"{name}: several which-net groups {list(groups)}"
+            found[name] = declared
+    assert set(found) == set(NET_COMMANDS)
+    forms = {"positional": {"prototxt"}, "caffe": {"--weights"},
+             "recipe": {"--model", "--weights"}}
+    for name, form in NET_COMMANDS.items():
+        assert forms[form] <= found[name], (name, found[name])
+    # commands of one kind expose the same options: the NetSource recipes, Caffe's test/time
+    assert found["saliency"] == found["heatmap"] == found["localize train"]
+    assert found["test"] | {"--phase"} == found["time"]
 
 
-def one_line_error(capsys, command: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"caffe-compat {command}: error: "), err
-    return err[0]
+@pytest.mark.parametrize("command, default", [("segment", "voc-fcn8s"), ("style", "vgg19"),
+                                              ("detect", "bvlc_reference_rcnn_ilsvrc13")])
+def test_the_default_model_is_the_one_help_names(command, default, tmp_path):
+    import importlib
+    options = importlib.import_module(f"caffe_compat.cli.cmd_{command}").NET
+    parser = dict(subcommand_parsers(build_parser()))[command]
+    model = next(a for a in parser._actions if "--model" in a.option_strings)
+    assert f"(default {default})" in model.help
+    argv = {"style": ["c.png", "s.png", "-o", "o.png"]}.get(command, ["img.jpg"])
+    assert netargs.chosen_net(parser.parse_args(argv), options).model == default
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["segment", "{image}", "--prototxt", "{proto}"], "segment: --prototxt needs --weights"),
-    (["dream", "{image}", "-o", "y.jpg", "--model", "bvlc_googlenet", "--prototxt", "{proto}",
-      "--weights", "{proto}"], "dream: give --model or --prototxt/--weights, not both"),
-    (["detect", "{image}", "--weights", "{proto}"], "detect: --weights goes with --prototxt"),
-    (["saliency", "{image}", "-o", "y.png", "--prototxt", "{proto}", "--weights",
-      "{missing}"], "missing.caffemodel"),
+@pytest.mark.parametrize("argv, command, message", [
+    (["segment", "{img}", "--model", "voc-fcn8s", "--prototxt", "p", "--weights", "w"],
+     "segment", "segment: give --model or --prototxt/--weights, not both"),
+    (["detect", "{img}", "--weights", "w"], "detect", "detect: --weights goes with --prototxt"),
+    (["detect", "{img}", "--prototxt", "p", "--weights", "w"], "detect",
+     "detect: --prototxt needs --labels"),
+    (["saliency", "{img}", "-o", "x.png", "--prototxt", "p"], "saliency",
+     "saliency: --prototxt needs --weights"),
+    (["saliency", "{img}", "-o", "x.png"], "saliency",
+     "saliency: give --model NAME | --prototxt P --weights W"),
+    (["test", "--iterations", "1"], "test", "test: --model=NET.prototxt is required"),
 ])
-def test_the_same_mistake_is_the_same_one_line_error(tmp_path, capsys, argv, message):
-    proto = tmp_path / "deploy.prototxt"
-    proto.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n')
-    image = tmp_path / "x.jpg"
-    cv2.imwrite(str(image), np.full((16, 16, 3), 128, np.uint8))
-    argv = [a.format(proto=proto, image=image, missing=tmp_path / "missing.caffemodel")
-            for a in argv]
-    assert main(argv) == 2
-    assert message in one_line_error(capsys, argv[0])
+def test_shared_net_errors_are_one_line(tmp_path, capsys, argv, command, message):
+    img = tmp_path / "img.jpg"
+    img.write_bytes(b"")          # the net options are checked before any image is read
+    assert main([a.format(img=img) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"caffe-compat {command.split()[0]}: error: ")
+    assert message in lines[0]
+
+
+def test_missing_net_files_are_one_line(tmp_path, capsys):
+    img = tmp_path / "img.jpg"
+    img.write_bytes(b"")
+    assert main(["segment", str(img), "--prototxt", str(tmp_path / "gone.prototxt"),
+                 "--weights", str(img)]) == 2
+    missing = tmp_path / "gone.prototxt"
+    assert capsys.readouterr().err.strip() == \
+        f"caffe-compat segment: error: {missing}: No such file or directory"

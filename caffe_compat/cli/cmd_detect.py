@@ -21,10 +21,8 @@ import sys
 
 import numpy as np
 
-from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice
+from caffe_compat.cli.netargs import MeanOption, ModelOptions, add_model_arguments, chosen_net
 from caffe_compat.errors import CaffeCompatError
-
-DEFAULT_MODEL = "bvlc_reference_rcnn_ilsvrc13"
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -42,6 +40,15 @@ def parse_mean(text: str):
     return np.array(values)
 
 
+NET = ModelOptions(
+    "detect", "zoo R-CNN model, downloaded on first use; the default has 200 ILSVRC13 classes",
+    default_model="bvlc_reference_rcnn_ilsvrc13",
+    prototxt_help="deploy prototxt of your own R-CNN net (instead of --model)",
+    labels_help="class names, one per line, for --prototxt", labels_required=True,
+    mean=MeanOption("mean pixel in the net's channel order (default: the ILSVRC 2012 mean as "
+                    "BVLC's detect.py)", type=parse_mean, metavar="B,G,R|none", default=False))
+
+
 def _detector(args):
     from caffe_compat.recipes.rcnn import detector as rdet
     options = dict(context_pad=args.context_pad, batch_size=args.batch_size)
@@ -54,15 +61,11 @@ def _detector(args):
         if not os.path.isfile(args.bbox_regressor):
             raise FileNotFoundError(2, "No such file or directory", args.bbox_regressor)
         options["bbox_regressor"] = BBoxRegressor.load(args.bbox_regressor)
-    net = net_choice(args, "detect", DEFAULT_MODEL)
-    if net.from_files:
-        if not args.labels:
-            raise CaffeCompatError("detect: --prototxt needs --labels (a class name per line)")
-        return rdet.RCNNDetector.from_files(net.prototxt, net.weights, args.labels, **options), \
-            os.path.basename(net.prototxt)
-    if args.labels:
-        raise CaffeCompatError("detect: --labels goes with --prototxt (or give --model NAME alone)")
-    return rdet.RCNNDetector.from_zoo(net.model, **options), net.model
+    choice = chosen_net(args, NET)
+    if choice.prototxt:
+        return rdet.RCNNDetector.from_files(choice.prototxt, choice.weights, choice.labels,
+                                            **options), os.path.basename(choice.prototxt)
+    return rdet.RCNNDetector.from_zoo(choice.model, **options), choice.model
 
 
 def _picture_path(args, image: str, used: set) -> str:
@@ -134,10 +137,7 @@ def register(subparsers) -> None:
                               epilog="\n\n".join(__doc__.split("\n\n")[2:]),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    net = add_net_choice_arguments(
-        p, DEFAULT_MODEL, model_help="zoo R-CNN model (the default has 200 ILSVRC13 classes)",
-        prototxt_help="deploy prototxt of your own R-CNN net (instead of --model)")
-    net.add_argument("--labels", help="class names, one per line, for --prototxt")
+    add_model_arguments(p, NET)
     p.add_argument("--score-blob", help="blob holding the class scores (default fc-rcnn, else "
                                         "the net's only output)")
     p.add_argument("--proposals", default="fast", metavar="fast|quality|single|FILE",
@@ -152,9 +152,6 @@ def register(subparsers) -> None:
     p.add_argument("--nms", type=float, default=0.3, help="NMS IoU threshold (default 0.3)")
     p.add_argument("--bbox-regressor", metavar="NPZ",
                    help="bounding-box regressors (from the R-CNN training recipe)")
-    p.add_argument("--mean", type=parse_mean, default=False, metavar="B,G,R|none",
-                   help="mean pixel in the net's channel order (default: the ILSVRC 2012 mean "
-                        "as BVLC's detect.py)")
     p.add_argument("--context-pad", type=int, default=16,
                    help="pixels of context around each warped box (default 16)")
     p.add_argument("--batch-size", type=int, default=128, help="windows per forward (default 128)")

@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from caffe_compat import draw
+from caffe_compat.cli.netargs import add_net_arguments
 from caffe_compat.errors import CaffeCompatError
 from caffe_compat.formats.prototxt import UnknownFieldWarning, read_net
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
         "draw", help="draw a net as an image (Caffe's draw_net.py)",
         description="Draw a net prototxt as a graph image with Graphviz, as Caffe's "
                     "python/draw_net.py does. The format is OUT's extension.")
-    parser.add_argument("net", metavar="NET.prototxt", help="network definition")
+    add_net_arguments(parser, weights_positional=False, net_state=False)
     parser.add_argument("output", metavar="OUT.png",
                         help="image to write (.png, .svg, .pdf, ...; .raw for DOT text)")
     parser.add_argument("--rankdir", default="LR", choices=["LR", "RL", "TB", "BT"],
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownFieldWarning)
-        net = read_net(args.net).param
+        net = read_net(args.prototxt).param
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"Drawing net to {args.output}")
@@ -57,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         draw.draw_net_to_file(net, args.output, args.rankdir, PHASES[args.phase],
                               args.display_lrm)
     except ValueError as exc:     # a layer with both include and exclude rules
-        raise CaffeCompatError(f"{args.net}: {exc}") from None
+        raise CaffeCompatError(f"{args.prototxt}: {exc}") from None
     return 0

@@ -19,9 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, parse_mean
+from caffe_compat.cli.netargs import MeanOption, ModelOptions, add_model_arguments, chosen_net
 
 EMBEDDED = "embedded"
+NET = ModelOptions(
+    "dream", f"zoo model name, or '{EMBEDDED}' for the small model shipped with caffe-compat",
+    default_model="bvlc_googlenet", prototxt_help="deploy prototxt of your own net",
+    weights_help="its .caffemodel",
+    mean=MeanOption("per-channel mean of the net's BGR input (default: the notebook's "
+                    "104,116,122, or a zoo model's own)"))
 
 
 def register(subparsers) -> None:
@@ -33,12 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("input", help="image to dream on (JPEG, PNG, ...)")
     p.add_argument("-o", "--output", required=True,
                    help="output image; with --frames, OUT_0000.jpg ... and a movie beside it")
-    src = add_net_choice_arguments(p, "bvlc_googlenet",
-                                   model_help="zoo model name, or 'embedded' for the small "
-                                              "model shipped with caffe-compat")
-    src.add_argument("--mean", type=parse_mean, metavar="B,G,R",
-                     help="per-channel mean of the net's BGR input (default: the notebook's "
-                          "104,116,122, or a zoo model's own)")
+    add_model_arguments(p, NET)
     d = p.add_argument_group("dream (the notebook's defaults)")
     d.add_argument("--end", action="append", metavar="LAYER",
                    help="layer or blob to maximise (repeat for a sum of several); default "
@@ -71,16 +72,15 @@ def _context(flag):
 
 def _model_files(args) -> tuple[str, str, object]:
     """(label, deploy prototxt, zoo entry or weights path) from the model arguments."""
-    net = net_choice(args, "dream", "bvlc_googlenet")
-    if net.from_files:
-        return Path(net.prototxt).name, net.prototxt, net.weights
-    name = net.model
-    if name == EMBEDDED:
+    choice = chosen_net(args, NET)
+    if choice.prototxt:
+        return Path(choice.prototxt).name, choice.prototxt, choice.weights
+    if choice.model == EMBEDDED:
         from caffe_compat.recipes.deepdream.models import embedded_model
         prototxt, weights = embedded_model()
         return "embedded model", str(prototxt), str(weights)
     from caffe_compat import zoo
-    entry = zoo.get(name)
+    entry = zoo.get(choice.model)
     return entry.name, str(entry.deploy), entry
 
 

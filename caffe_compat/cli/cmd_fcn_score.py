@@ -14,19 +14,24 @@ import argparse
 import os
 import tempfile
 
-from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, use_device
+from caffe_compat.cli.netargs import (WEIGHTS_REQUIRED, ModelOptions, add_model_arguments,
+                                      chosen_net, use_device)
 from caffe_compat.errors import CaffeCompatError
+
+NET = ModelOptions("fcn-score", "voc-fcn8s, ... (the val net is built for it)",
+                   prototxt_help="a val prototxt with its data layer (instead of --model)",
+                   weights_help=".caffemodel to score", weights=WEIGHTS_REQUIRED)
 
 DIR_OPTIONS = {"voc_dir": "--voc-dir", "context_dir": "--context-dir",
                "nyud_dir": "--nyud-dir", "siftflow_dir": "--siftflow-dir"}
 
 
-def _val_prototxt(args, folder: str) -> tuple[str, tuple, str]:
-    """(prototxt path, (score, label) pairs, split) for the options."""
+def _val_prototxt(args, name: str, folder: str) -> tuple[str, tuple, str]:
+    """(prototxt path, (score, label) pairs, split) for FCN ``name`` and the options."""
     from caffe_compat.recipes.fcn import nets
     from caffe_compat.recipes.fcn.solve import absolute_dirs
     try:
-        model = nets.get_model(args.model)
+        model = nets.get_model(name)
     except ValueError as exc:
         raise CaffeCompatError(f"fcn-score: {exc}") from None
     dirs = {}
@@ -53,15 +58,15 @@ def run(args) -> int:
     from caffe_compat.formats.prototxt import read_net
     from caffe_compat.recipes.fcn import install_layer_modules, score
     from caffe_compat.recipes.fcn.layers import data_layer_ids
-    choice = net_choice(args, "fcn-score", weights_with_model=True)
+    choice = chosen_net(args, NET)
     use_device(args.gpu)
     with tempfile.TemporaryDirectory() as tmp:
-        if choice.from_files:
+        if choice.prototxt:
             install_layer_modules()
             prototxt, split = choice.prototxt, os.path.basename(choice.prototxt)
             blobs = ((args.blob or "score", args.label or "label"),)
         else:
-            prototxt, blobs, split = _val_prototxt(args, tmp)
+            prototxt, blobs, split = _val_prototxt(args, choice.model, tmp)
             if args.blob:
                 blobs = ((args.blob, args.label or "label"),)
         data_layers = [l for l in read_net(prototxt).param.layer if l.type == "Python"]
@@ -71,8 +76,8 @@ def run(args) -> int:
             ids = data_layer_ids(data_layers[0])
         except ValueError as exc:
             raise CaffeCompatError(f"fcn-score: {exc}") from None
-        net = caffe.Net(prototxt, args.weights, caffe.TEST)
-        label = f"{args.model or split} {args.split or ''}".strip()
+        net = caffe.Net(prototxt, choice.weights, caffe.TEST)
+        label = f"{choice.model or split} {args.split or ''}".strip()
         for layer, gt in blobs:
             if layer not in net.blobs or gt not in net.blobs:
                 raise CaffeCompatError(f"fcn-score: the net has no blob {layer!r} or {gt!r}")
@@ -93,11 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fcn-score", help="mean IU etc. of a FCN on a split (score.py)",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_net_choice_arguments(p, model_help="voc-fcn8s, ... (the val net is built for it from "
-                                           "the dataset folder)",
-                             prototxt_help="a val prototxt with its data layer (instead of "
-                                           "--model)",
-                             weights_help=".caffemodel to score", weights_required=True)
+    add_model_arguments(p, NET)
     for key, option in DIR_OPTIONS.items():
         p.add_argument(option, dest=key, metavar="DIR")
     p.add_argument("--split", help="split to score (default: the model's val split, "

@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import argparse
 
-from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, use_device
+from caffe_compat.cli.netargs import (WEIGHTS_OPTIONAL, ModelOptions, add_model_arguments,
+                                      chosen_net, use_device)
 from caffe_compat.errors import CaffeCompatError
+
+NET = ModelOptions("fcn-train", "voc-fcn8s, voc-fcn32s, ..., siftflow-fcn8s", prototxt_help=None,
+                   weights_help="initialise by copy_from these weights instead",
+                   weights=WEIGHTS_OPTIONAL)
 
 #: Command-line option -> the builders' keyword.
 DIR_OPTIONS = {"voc_dir": "--voc-dir", "sbdd_dir": "--sbdd-dir", "context_dir": "--context-dir",
@@ -46,9 +51,9 @@ def dataset_dirs(model, args) -> dict:
 
 def run(args) -> int:
     from caffe_compat.recipes.fcn import nets, solve
-    net = net_choice(args, "fcn-train", weights_with_model=True)
+    choice = chosen_net(args, NET)
     try:
-        model = nets.get_model(net.model)
+        model = nets.get_model(choice.model)
     except ValueError as exc:
         raise CaffeCompatError(f"fcn-train: {exc}") from None
     dirs = dataset_dirs(model, args)
@@ -56,7 +61,7 @@ def run(args) -> int:
     use_device(args.gpu if args.gpu is not None else "-1")
     init = args.init or model.init
     solver = solve.solve(model.name, args.work_dir, iters=args.iters,
-                         test_interval=args.test_interval, init=init, weights=args.weights,
+                         test_interval=args.test_interval, init=init, weights=choice.weights,
                          snapshot_dir=args.snapshot_dir, splits=splits,
                          save_format=args.save_format, **dirs)
     print(f"fcn-train: {solver.iter} iterations; snapshot in "
@@ -68,10 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fcn-train", help="train a FCN (fcn.berkeleyvision.org's solve.py)",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_net_choice_arguments(p, model_help="the FCN to train: voc-fcn8s, voc-fcn32s, ..., "
-                                           "siftflow-fcn8s", prototxt=False, model_required=True,
-                             weights_help="initialise by copy_from these weights instead of "
-                                          "transplanting --init")
+    add_model_arguments(p, NET)
     for key, option in DIR_OPTIONS.items():
         p.add_argument(option, dest=key, metavar="DIR")
     p.add_argument("--val-split", help="split scored during training (default: the model's, "

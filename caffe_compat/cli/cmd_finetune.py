@@ -23,20 +23,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caffe_compat.cli.netargs import (add_net_choice_arguments, net_choice, parse_mean_or_grey,
-                                      positive_int, use_device)
-from caffe_compat.errors import CaffeCompatError
+from caffe_compat.cli.netargs import (MeanOption, ModelOptions, add_model_arguments, chosen_net,
+                                      parse_mean_or_grey, positive_int, use_device)
 
-
-
+NET = ModelOptions(
+    "finetune", "zoo model to start from, downloaded on first use",
+    default_model="bvlc_reference_caffenet",
+    prototxt_help="deploy prototxt to start from (instead of --model)",
+    mean=MeanOption("mean to subtract (default: the zoo model's; 104,117,123 for --prototxt)",
+                    type=parse_mean_or_grey))
 
 
 def load_source(args):
     from caffe_compat.recipes.finetune import SourceModel
-    net = net_choice(args, "finetune", "bvlc_reference_caffenet")
-    if net.from_files:
-        return SourceModel.from_files(net.prototxt, net.weights, mean=args.mean)
-    source = SourceModel.from_zoo(net.model, progress=args.progress)
+    choice = chosen_net(args, NET)
+    if choice.prototxt:
+        return SourceModel.from_files(choice.prototxt, choice.weights, mean=args.mean)
+    source = SourceModel.from_zoo(choice.model, progress=args.progress)
     if args.mean:
         source.mean = tuple(args.mean)
     return source
@@ -88,9 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "fine-tune the top layers, or all layers",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_net_choice_arguments(p, "bvlc_reference_caffenet",
-                             model_help="zoo model to start from (downloaded on first use)",
-                             prototxt_help="deploy prototxt to start from (instead of --model)")
+    add_model_arguments(p, NET)
     p.add_argument("--data", required=True, metavar="DIR_OR_LIST",
                    help="folder with one sub-folder per class, or a Caffe list file")
     p.add_argument("--labels", help="class names, one per line (for a list file)")
@@ -119,8 +120,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", type=positive_int,
                    help="resize images to RESIZE x RESIZE before the centre/random crop "
                         "(default 256 for 200..256-pixel inputs, else the input size)")
-    p.add_argument("--mean", type=parse_mean_or_grey, metavar="B,G,R",
-                   help="mean to subtract (default: the zoo model's; 104,117,123 for --prototxt)")
     p.add_argument("--seed", type=int, default=0, help="split, shuffle and filler seed")
     p.add_argument("--gpu", help="GPU id (default: CPU)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,

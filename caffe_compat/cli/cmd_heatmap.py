@@ -13,15 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 
+from caffe_compat.cli.netargs import add_model_arguments, net_source_from_args, net_source_options
+
+NET = net_source_options("heatmap")
+
 
 def run(args) -> int:
     from caffe_compat.recipes.localize.heatmap import class_heatmap
     from caffe_compat.recipes.localize.surgery import fully_convolutional
     from caffe_compat.recipes.visualize.render import save_png
-    from caffe_compat.cli.netargs import net_source_from_args
     from caffe_compat.recipes.visualize.source import load_image
     load_image(args.image)                      # a bad image fails before the net loads
-    source = net_source_from_args(args, "heatmap")
+    source = net_source_from_args(args, NET)
     fcn = fully_convolutional(source)
     if args.save_net:
         os.makedirs(args.save_net, exist_ok=True)
@@ -40,13 +43,12 @@ def run(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("heatmap", help="class-score map of a fully convolutional classifier "
                                        "over an image",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMG", help="image file")
-    add_net_source_arguments(p)
+    add_model_arguments(p, NET)
     p.add_argument("--class", dest="class_index", type=int, metavar="K",
                    help="class to draw (default: the highest-scoring one anywhere)")
     p.add_argument("--blob", help="map to draw (default: the output Softmax, else the scores)")

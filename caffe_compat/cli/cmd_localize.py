@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from caffe_compat.cli.netargs import add_model_arguments, net_source_from_args, net_source_options
+
+NET = net_source_options("localize train")
+
 
 def run_train(args) -> int:
     from tqdm import tqdm
     from caffe_compat.recipes.localize.train import train_localizer
-    from caffe_compat.cli.netargs import net_source_from_args
-    source = net_source_from_args(args, "localize train")
+    source = net_source_from_args(args, NET)
     bar = tqdm(total=args.iters, unit="it", file=sys.stderr,
                disable=None if args.progress else True)
 
@@ -59,14 +62,13 @@ def run_predict(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("localize", help="train / evaluate a box-regression head on a classifier",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     t = actions.add_parser("train", help="fine-tune a localisation head on a VOC folder")
-    add_net_source_arguments(t)
+    add_model_arguments(t, NET)
     t.add_argument("--voc-dir", required=True, help="VOC-layout folder (JPEGImages, Annotations)")
     t.add_argument("--split", help="ImageSets/Main/<split>.txt to train on (default: all)")
     t.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder to write")

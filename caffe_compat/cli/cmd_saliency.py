@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 
+from caffe_compat.cli.netargs import add_model_arguments, net_source_from_args, net_source_options
 from caffe_compat.errors import CaffeCompatError
+
+NET = net_source_options("saliency")
 
 
 def _position(text: str) -> tuple:
@@ -28,10 +31,9 @@ def _position(text: str) -> tuple:
 def run(args) -> int:
     from caffe_compat.recipes.visualize.render import save_png
     from caffe_compat.recipes.visualize.saliency import explain_image, explanation_picture
-    from caffe_compat.cli.netargs import net_source_from_args
     if args.position is not None and args.layer is None:
         raise CaffeCompatError("saliency: --position needs --layer and --unit")
-    source = net_source_from_args(args, "saliency")
+    source = net_source_from_args(args, NET)
     ex = explain_image(source, args.image, class_index=args.class_index, layer=args.layer,
                        unit=args.unit, position=args.position, method=args.method,
                        score_layer=args.score_layer)
@@ -45,13 +47,12 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from caffe_compat.recipes.visualize.saliency import PICTURE_METHODS
-    from caffe_compat.cli.netargs import add_net_source_arguments
     p = sub.add_parser("saliency",
                        help="saliency / deconvnet / guided-backprop picture of an image",
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMG", help="image file")
-    add_net_source_arguments(p)
+    add_model_arguments(p, NET)
     p.add_argument("--class", dest="class_index", type=int, metavar="K",
                    help="class index to explain (default: the predicted class)")
     p.add_argument("--score-layer", metavar="L",

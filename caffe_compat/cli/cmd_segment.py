@@ -14,8 +14,12 @@ import argparse
 import os
 import sys
 
-from caffe_compat.cli.netargs import add_net_choice_arguments, net_choice, parse_mean
+from caffe_compat.cli.netargs import MeanOption, ModelOptions, add_model_arguments, chosen_net
 from caffe_compat.errors import CaffeCompatError
+
+NET = ModelOptions("segment", "zoo model, downloaded on first use", default_model="voc-fcn8s",
+                   prototxt_help="deploy prototxt of a FCN (instead of --model)",
+                   mean=MeanOption("BGR mean to subtract (default: the model's; FCN's VOC mean)"))
 
 
 def output_paths(images: list[str], out: str | None, overlay: bool) -> list[tuple]:
@@ -54,11 +58,11 @@ def load_segmenter(args):
     kwargs = {"output": args.blob}
     if args.mean:
         kwargs["mean"] = args.mean
-    net = net_choice(args, "segment", "voc-fcn8s")
-    if net.from_files:
+    choice = chosen_net(args, NET)
+    if choice.prototxt:
         kwargs.setdefault("mean", FCN_MEAN)
-        return Segmenter.from_files(net.prototxt, net.weights, ctx=ctx, **kwargs)
-    return Segmenter.from_zoo(net.model, ctx=ctx, **kwargs)
+        return Segmenter.from_files(choice.prototxt, choice.weights, ctx=ctx, **kwargs)
+    return Segmenter.from_zoo(choice.model, ctx=ctx, **kwargs)
 
 
 def run(args) -> int:
@@ -89,14 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    add_net_choice_arguments(p, "voc-fcn8s", model_help="zoo FCN (downloaded on first use)",
-                             prototxt_help="deploy prototxt of a FCN (instead of --model)")
+    add_model_arguments(p, NET)
     p.add_argument("-o", "--output", help="OUT.png (one image) or an output folder")
     p.add_argument("--overlay", action="store_true",
                    help="also write <name>_overlay.png: the image blended with the classes")
     p.add_argument("--blob", help="score blob (default: 'score', else the net's first output)")
-    p.add_argument("--mean", type=parse_mean, metavar="B,G,R",
-                   help="BGR mean to subtract (default: the model's; FCN's VOC mean)")
     p.add_argument("--gpu", help="GPU id (default: CPU)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    default=sys.stderr.isatty(),

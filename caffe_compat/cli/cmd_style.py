@@ -14,10 +14,13 @@ import argparse
 import os
 import sys
 
-from caffe_compat.cli.netargs import (add_net_choice_arguments, net_choice, parse_mean,
+from caffe_compat.cli.netargs import (MeanOption, ModelOptions, add_model_arguments, chosen_net,
                                       positive_int, use_device)
-from caffe_compat.errors import CaffeCompatError
 
+NET = ModelOptions("style", "zoo model, downloaded on first use; vgg16 works too",
+                   default_model="vgg19",
+                   mean=MeanOption("mean to subtract (default: the zoo model's; VGG's for "
+                                   "--prototxt)"))
 
 
 def _layers(text: str) -> dict:
@@ -42,11 +45,11 @@ def load_style_net(args):
                    tv_weight=args.tv_weight)
     layers = dict(content_layers=args.content_layers or CONTENT_LAYERS,
                   style_layers=args.style_layers or STYLE_LAYERS, pool=args.pool)
-    net = net_choice(args, "style", "vgg19")
-    if net.from_files:
-        return NeuralStyle.from_files(net.prototxt, net.weights, mean=args.mean or VGG_MEAN,
+    choice = chosen_net(args, NET)
+    if choice.prototxt:
+        return NeuralStyle.from_files(choice.prototxt, choice.weights, mean=args.mean or VGG_MEAN,
                                       **layers, **weights)
-    return NeuralStyle.from_zoo(net.model, progress=args.progress, mean=args.mean,
+    return NeuralStyle.from_zoo(choice.model, progress=args.progress, mean=args.mean,
                                 **layers, **weights)
 
 
@@ -90,10 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("content", help="content image")
     p.add_argument("style", help="style image")
     p.add_argument("-o", "--output", required=True, help="output image (e.g. OUT.png)")
-    net = add_net_choice_arguments(p, "vgg19", model_help="zoo model (vgg16 works too; "
-                                                         "downloaded on first use)")
-    net.add_argument("--mean", type=parse_mean, metavar="B,G,R",
-                   help="mean to subtract (default: the zoo model's; VGG's for --prototxt)")
+    add_model_arguments(p, NET)
     p.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"])
     p.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"])
     p.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"])

@@ -9,17 +9,14 @@ import argparse
 
 import numpy as np
 
-from caffe_compat.cli.netargs import add_caffe_tool_arguments
-from caffe_compat.errors import CaffeCompatError
+from caffe_compat.cli.netargs import add_caffe_tool_arguments, caffe_tool_model, use_device
 
 
 def run(args) -> int:
     import caffe_compat as caffe
-    from caffe_compat.cli.netargs import use_device
-    if not args.model:
-        raise CaffeCompatError("test: --model=NET.prototxt is required")
+    model = caffe_tool_model(args, "test")
     use_device(args.gpu)
-    net = caffe.Net(args.model, caffe.TEST, weights=args.weights,
+    net = caffe.Net(model, caffe.TEST, weights=args.weights,
                     stages=args.stage or None, level=args.level)
     print(f"Running for {args.iterations} iterations.")
     scores: list[float] = []
@@ -51,9 +48,8 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("test", help="score a model: average each output over N batches (caffe test)")
-    add_caffe_tool_arguments(p)         # --model (TEST phase is used), --weights
+    add_caffe_tool_arguments(p, ".caffemodel or .caffemodel.h5",
+                             model_help="net prototxt (TEST phase is used)")
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--gpu", help="GPU id (default: CPU)")
-    p.add_argument("--level", type=int, default=0)
-    p.add_argument("--stage", action="append", default=[])
     p.set_defaults(func=run)

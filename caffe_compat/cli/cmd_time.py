@@ -12,8 +12,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from caffe_compat.cli.netargs import add_caffe_tool_arguments
-from caffe_compat.errors import CaffeCompatError
+from caffe_compat.cli.netargs import add_caffe_tool_arguments, caffe_tool_model, use_device
 
 
 def time_layers(net, iterations: int, backward: bool = True) -> dict:
@@ -53,12 +52,10 @@ def time_layers(net, iterations: int, backward: bool = True) -> dict:
 
 def run(args) -> int:
     import caffe_compat as caffe
-    from caffe_compat.cli.netargs import use_device
-    if not args.model:
-        raise CaffeCompatError("time: --model=NET.prototxt is required")
+    model = caffe_tool_model(args, "time")
     use_device(args.gpu)
-    phase = caffe.TRAIN if args.phase.upper() == "TRAIN" else caffe.TEST
-    net = caffe.Net(args.model, phase, weights=args.weights)
+    net = caffe.Net(model, args.phase, weights=args.weights, stages=args.stage or None,
+                    level=args.level)
     print(f"Testing for {args.iterations} iterations.")
     t0 = time.perf_counter()
     r = time_layers(net, args.iterations, backward=not args.forward_only)
@@ -78,9 +75,9 @@ def run(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("time", help="per-layer forward/backward timing (caffe time)")
-    add_caffe_tool_arguments(p, weights_help="optional weights")
+    add_caffe_tool_arguments(p, "optional weights", model_help="net prototxt",
+                             phase_default=0)     # TRAIN, Caffe's default
     p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--phase", default="TRAIN", help="TRAIN (Caffe's default) or TEST")
     p.add_argument("--forward-only", action="store_true")
     p.add_argument("--gpu", help="GPU id (default: CPU)")
     p.set_defaults(func=run)

@@ -79,8 +79,7 @@ def run(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or fine-tune from a solver.prototxt (caffe train)")
     p.add_argument("--solver", required=False, help="solver.prototxt")
-    add_caffe_tool_arguments(p, model=False,
-                             weights_help="comma-separated .caffemodel files to initialise from")
+    add_caffe_tool_arguments(p, "comma-separated .caffemodel files to initialise from")
     p.add_argument("--snapshot", help=".solverstate to resume from")
     p.add_argument("--gpu", help="GPU ids: 0 | 0,1 | all (default: CPU)")
     p.add_argument("--kvstore", help="MXNet kvstore for several machines, e.g. dist_sync "

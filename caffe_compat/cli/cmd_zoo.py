@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from caffe_compat.cli.netargs import parse_floats
+from caffe_compat.cli.netargs import parse_channel_mean
 
 
 def _size(n) -> str:
@@ -195,7 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--url", help="weights URL (omit to install them with zoo import)")
     q.add_argument("--sha1", required=True, help="SHA-1 of the weights (or 'none')")
     q.add_argument("--size", type=int, help="size of the weights in bytes")
-    q.add_argument("--mean", type=parse_floats, metavar="B,G,R", help="per-channel mean values")
+    q.add_argument("--mean", type=parse_channel_mean, metavar="B,G,R",
+                   help="per-channel mean values")
     q.add_argument("--labels", metavar="FILE", help="class names, one per line")
     q.add_argument("--input-size", type=_hw, metavar="H,W")
     q.add_argument("--license", default="unknown")

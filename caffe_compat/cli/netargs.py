@@ -1,143 +1,41 @@
-"""The command-line options that say which net a subcommand loads, declared once.
+"""Every command-line option that says which net a subcommand loads, declared once.
 
-Three forms, each for the commands whose users expect it:
+A subcommand that loads a net takes it in exactly one of three forms, each declared
+here in an argparse group whose title starts with :data:`GROUP_TITLE`:
 
-* **a zoo model or your own files** (the recipe commands: detect, dream, segment, style,
-  finetune, saliency, heatmap, localize, fcn-score, fcn-train): ``--model NAME`` (a
-  per-command default) or ``--prototxt P --weights W``, in one argument group, resolved
-  by :func:`net_choice` with one set of one-line errors;
-* **Caffe's own tool** (train, test, time): ``--model`` is the prototxt and ``--weights``
-  the caffemodel(s), as ``caffe test --model=... --weights=...``
-  (:func:`add_caffe_tool_arguments`);
-* **positional files** (info, convert, draw, upgrade): ``PROTOTXT [WEIGHTS]`` with the
-  net-state options (:func:`add_net_arguments`).
+* positional -- ``info NET.prototxt [W.caffemodel] [--input-shape ...] [--phase] [--level]
+  [--stage]`` (info, convert, draw): :func:`add_net_arguments`, :func:`load_net`;
+* Caffe's tool flags -- ``test --model=NET.prototxt --weights=W.caffemodel`` (train, test,
+  time), with BVLC ``tools/caffe.cpp``'s meaning of each flag:
+  :func:`add_caffe_tool_arguments`, :func:`caffe_tool_model`;
+* a recipe's net -- ``--model NAME`` or ``--prototxt P --weights W`` plus the preprocessing
+  the command needs (dream, detect, segment, fcn-score, fcn-train, finetune, style, saliency,
+  heatmap, localize train): a :class:`ModelOptions` per command, :func:`add_model_arguments`,
+  and one resolver, :func:`chosen_net` (or :func:`net_source_from_args` for a ``NetSource``)::
 
->>> p = argparse.ArgumentParser(prog="segment")
->>> _ = add_net_choice_arguments(p, default_model="voc-fcn8s")
->>> net_choice(p.parse_args([]), "segment", "voc-fcn8s")
-NetChoice(model='voc-fcn8s', prototxt=None, weights=None)
->>> net_choice(p.parse_args(["--prototxt", "x.prototxt"]), "segment", "voc-fcn8s")
-Traceback (most recent call last):
-...
-caffe_compat.errors.CaffeCompatError: segment: --prototxt needs --weights
+      SEGMENT_NET = ModelOptions("segment", "zoo FCN (downloaded on first use)",
+                                 default_model="voc-fcn8s", mean=MeanOption("BGR mean"))
+      add_model_arguments(parser, SEGMENT_NET)
+      ...
+      choice = chosen_net(args, SEGMENT_NET)      # NetChoice(model="voc-fcn8s", ...)
 """
 from __future__ import annotations
 
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from caffe_compat.errors import CaffeCompatError
 
-#: The title every recipe command's net options are grouped under (``--help``).
-NET_GROUP_TITLE = "net: a zoo model (--model) or your own files (--prototxt + --weights)"
+if TYPE_CHECKING:
+    from caffe_compat.recipes.visualize.source import NetSource
+
+#: Every "which net" argparse group's title starts with this.
+GROUP_TITLE = "which net"
 
 
-@dataclass(frozen=True)
-class NetChoice:
-    """What the net options named: a zoo ``model`` (its default applied), or a
-    ``prototxt`` with its ``weights``; ``weights`` may also come with a model where the
-    command scores or starts from given weights (fcn-score, fcn-train)."""
-    model: Optional[str]
-    prototxt: Optional[str]
-    weights: Optional[str]
-
-    @property
-    def from_files(self) -> bool:
-        return self.prototxt is not None
-
-
-def add_net_choice_arguments(p: argparse.ArgumentParser, default_model: Optional[str] = None,
-                             model_help: str = "zoo model name (weights downloaded on first use)",
-                             prototxt_help: str = "deploy prototxt (instead of --model)",
-                             weights_help: str = ".caffemodel for --prototxt",
-                             prototxt: bool = True, model_required: bool = False,
-                             weights_required: bool = False) -> argparse._ArgumentGroup:
-    """``--model NAME`` | ``--prototxt P --weights W`` in one group; returns the group so
-    a command can add the options that describe its net (mean, labels)."""
-    g = p.add_argument_group(NET_GROUP_TITLE)
-    if default_model:
-        model_help += f" (default {default_model})"
-    g.add_argument("--model", metavar="NAME", required=model_required, help=model_help)
-    if prototxt:
-        g.add_argument("--prototxt", help=prototxt_help)
-    g.add_argument("--weights", required=weights_required, help=weights_help)
-    return g
-
-
-def net_choice(args, command: str, default_model: Optional[str] = None,
-               weights_with_model: bool = False) -> NetChoice:
-    """The net the options of :func:`add_net_choice_arguments` name, or a one-line
-    :class:`CaffeCompatError` (``command: ...``); given files must exist."""
-    model, weights = args.model, args.weights
-    prototxt = getattr(args, "prototxt", None)
-    if prototxt:
-        if model:
-            raise CaffeCompatError(f"{command}: give --model or --prototxt"
-                                   f"{'' if weights_with_model else '/--weights'}, not both")
-        if not weights:
-            raise CaffeCompatError(f"{command}: --prototxt needs --weights")
-    elif weights and not weights_with_model:
-        raise CaffeCompatError(f"{command}: --weights goes with --prototxt "
-                               "(or give --model NAME alone)")
-    for path in (prototxt, weights):
-        if path and not os.path.isfile(path):
-            raise FileNotFoundError(2, "No such file or directory", path)
-    if not prototxt:
-        model = model or default_model
-        if not model:
-            raise CaffeCompatError(f"{command}: give --model NAME or --prototxt P --weights W")
-    return NetChoice(model if not prototxt else None, prototxt or None, weights or None)
-
-
-def parse_floats(text: str) -> tuple:
-    """An argparse type: comma-separated numbers (a mean in the net's channel order)."""
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad list {text!r}: use e.g. 104,117,123") from None
-
-
-def add_net_source_arguments(p: argparse.ArgumentParser,
-                             default_model: Optional[str] = None) -> argparse._ArgumentGroup:
-    """The net options plus how images enter a user's net (--mean, --raw-scale, --rgb,
-    --labels), for the visualisation and localisation commands (a ``NetSource``)."""
-    g = add_net_choice_arguments(p, default_model)
-    g.add_argument("--mean", type=parse_floats, metavar="B,G,R",
-                   help="per-channel mean in the net's channel order (--prototxt; default none)")
-    g.add_argument("--raw-scale", type=float, default=255.0,
-                   help="scale of [0, 1] pixels before the mean (--prototxt; default 255)")
-    g.add_argument("--rgb", action="store_true",
-                   help="the net takes RGB (default BGR, Caffe's order) (--prototxt)")
-    g.add_argument("--labels", help="class names, one a line (--prototxt)")
-    return g
-
-
-def net_source_from_args(args, command: str, default_model: Optional[str] = None):
-    """The :class:`~caffe_compat.recipes.visualize.source.NetSource` the options of
-    :func:`add_net_source_arguments` name."""
-    from caffe_compat.recipes.visualize.source import NetSource, Preprocessing
-    net = net_choice(args, command, default_model)
-    if not net.from_files:
-        return NetSource.from_zoo(net.model, progress=True)
-    labels = None
-    if args.labels:
-        with open(args.labels, encoding="utf-8") as f:
-            labels = [line.rstrip("\n") for line in f if line.strip()]
-    pre = Preprocessing(mean=args.mean or None, raw_scale=args.raw_scale,
-                        channel_swap=None if args.rgb else (2, 1, 0))
-    return NetSource.from_files(net.prototxt, net.weights, pre, labels)
-
-
-def add_caffe_tool_arguments(p: argparse.ArgumentParser, model: bool = True,
-                             weights_help: str = ".caffemodel or .caffemodel.h5") -> None:
-    """Caffe's tool options: ``--model`` (the net prototxt) and ``--weights``."""
-    g = p.add_argument_group("net (as Caffe's tool: caffe test --model=... --weights=...)")
-    if model:
-        g.add_argument("--model", metavar="PROTOTXT", help="net prototxt")
-    g.add_argument("--weights", help=weights_help)
-
+# --------------------------------------------------------------------------- value types
 
 def parse_shape(text: str) -> tuple:
     """'1,3,224,224' -> (1, 3, 224, 224)."""
@@ -161,14 +59,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _mean_values(text: str, counts: tuple) -> tuple:
+def _mean_values(text: str, counts: Optional[tuple]) -> tuple:
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad mean {text!r}: use B,G,R, e.g. 104,117,123") from None
-    if len(values) not in counts:
-        raise argparse.ArgumentTypeError("the mean takes 3 values (B,G,R)"
-                                         + (" or 1 (grey)" if 1 in counts else ""))
+    if not values or (counts is not None and len(values) not in counts):
+        raise argparse.ArgumentTypeError(
+            "the mean takes one value per channel" if counts is None else
+            "the mean takes 3 values (B,G,R)" + (" or 1 (grey)" if 1 in counts else ""))
     return values
 
 
@@ -182,6 +81,19 @@ def parse_mean_or_grey(text: str) -> tuple:
     return _mean_values(text, (1, 3))
 
 
+def parse_channel_mean(text: str) -> tuple:
+    """An argparse type: one mean value per channel, any number of channels."""
+    return _mean_values(text, None)
+
+
+def parse_phase(text: str) -> int:
+    """An argparse type: ``TRAIN`` -> 0, ``TEST`` -> 1 (caffe_pb2's Phase)."""
+    t = text.upper()
+    if t not in ("TRAIN", "TEST"):
+        raise argparse.ArgumentTypeError("phase must be TRAIN or TEST")
+    return 0 if t == "TRAIN" else 1
+
+
 def use_device(gpu) -> None:
     """Make a ``--gpu`` flag's first device the one new nets are built on (None: keep)."""
     if gpu is None:
@@ -190,29 +102,39 @@ def use_device(gpu) -> None:
     use_context(context_from_flag(gpu)[0])
 
 
-def parse_phase(text: str) -> int:
-    t = text.upper()
-    if t not in ("TRAIN", "TEST"):
-        raise argparse.ArgumentTypeError("phase must be TRAIN or TEST")
-    return 0 if t == "TRAIN" else 1
+def _add_net_state(group, phase_default: Optional[int]) -> None:
+    """``--phase`` (not when ``phase_default`` is None), ``--level``, ``--stage``: NetState."""
+    if phase_default is not None:
+        name = ("TRAIN", "TEST")[phase_default]
+        group.add_argument("--phase", type=parse_phase, default=phase_default,
+                           help=f"TRAIN or TEST (default {name})")
+    group.add_argument("--level", type=int, default=0, help="NetState level (default 0)")
+    group.add_argument("--stage", action="append", default=[],
+                       help="NetState stage (repeat for several)")
 
+
+# --------------------------------------------------------------------------- positional form
 
 def add_net_arguments(p: argparse.ArgumentParser, weights_positional: bool = True,
-                      prototxt_optional: bool = False) -> None:
-    p.add_argument("prototxt", nargs="?" if prototxt_optional else None,
+                      prototxt_optional: bool = False, net_state: bool = True) -> None:
+    """``NET.prototxt [WEIGHTS] [--input-shape N,C,H,W] [--phase] [--level] [--stage]``
+    (``net_state=False``: the prototxt, and the weights, only)."""
+    g = p.add_argument_group(f"{GROUP_TITLE}: NET.prototxt" + (" [WEIGHTS]" if weights_positional
+                                                               else ""))
+    g.add_argument("prototxt", nargs="?" if prototxt_optional else None, metavar="NET.prototxt",
                    help="network definition (.prototxt, any Caffe generation)")
     if weights_positional:
-        p.add_argument("weights", nargs="?", help=".caffemodel or .caffemodel.h5 weights")
-    p.add_argument("--input-shape", type=parse_shape, action="append", default=[],
-                   metavar="N,C,H,W",
-                   help="shape of an input blob (repeat for several inputs, in order)")
-    p.add_argument("--phase", type=parse_phase, default=1, help="TRAIN or TEST (default TEST)")
-    p.add_argument("--level", type=int, default=0)
-    p.add_argument("--stage", action="append", default=[])
+        g.add_argument("weights", nargs="?", metavar="WEIGHTS",
+                       help=".caffemodel or .caffemodel.h5 weights")
+    if net_state:
+        g.add_argument("--input-shape", type=parse_shape, action="append", default=[],
+                       metavar="N,C,H,W",
+                       help="shape of an input blob (repeat for several inputs, in order)")
+        _add_net_state(g, phase_default=1)
 
 
 def load_net(args, weights: Optional[str] = None):
-    """Build the engine's CaffeNet from parsed arguments."""
+    """Build the engine's CaffeNet from :func:`add_net_arguments`' parsed arguments."""
     from caffe_compat.engine.network import CaffeNet
     net = CaffeNet.from_prototxt(args.prototxt, phase=args.phase, weights=weights,
                                  level=args.level, stages=args.stage)
@@ -222,3 +144,156 @@ def load_net(args, weights: Optional[str] = None):
                              f"{len(net.input_names)} input(s): {net.input_names}")
         net.reshape(dict(zip(net.input_names, args.input_shape)))
     return net
+
+
+# --------------------------------------------------------------------------- Caffe's tool form
+
+def add_caffe_tool_arguments(p: argparse.ArgumentParser, weights_help: str,
+                             model_help: Optional[str] = None,
+                             phase_default: Optional[int] = None) -> None:
+    """BVLC ``caffe``'s net flags: ``--model=NET.prototxt`` (with ``--level``/``--stage``,
+    and ``--phase`` when ``phase_default`` is given, as ``caffe time``) and ``--weights``.
+    ``model_help=None``: no ``--model`` (``caffe train`` reads the net from the solver)."""
+    g = p.add_argument_group(f"{GROUP_TITLE} (Caffe's flags)")
+    if model_help is not None:
+        g.add_argument("--model", metavar="NET.prototxt", help=model_help)
+    g.add_argument("--weights", help=weights_help)
+    if model_help is not None:
+        _add_net_state(g, phase_default)
+
+
+def caffe_tool_model(args, command: str) -> str:
+    """The ``--model`` prototxt of :func:`add_caffe_tool_arguments` (required, as Caffe)."""
+    if not args.model:
+        raise CaffeCompatError(f"{command}: --model=NET.prototxt is required")
+    return args.model
+
+
+# --------------------------------------------------------------------------- recipe form
+
+#: ``ModelOptions.weights``: how ``--weights`` goes with ``--model`` / ``--prototxt``.
+WEIGHTS_FOR_PROTOTXT = "for-prototxt"   # required with --prototxt; a --model brings its own
+WEIGHTS_REQUIRED = "required"           # always: --model/--prototxt only name the net
+WEIGHTS_OPTIONAL = "optional"           # optional, with --model (initial weights)
+
+
+@dataclass(frozen=True)
+class MeanOption:
+    """A command's ``--mean`` (the mean the net's input has subtracted)."""
+    help: str
+    type: Callable = parse_mean
+    metavar: str = "B,G,R"
+    default: object = None
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How one command takes its net: ``--model NAME`` or ``--prototxt P --weights W``.
+
+    ``command`` names the command in errors (``"localize train"``); ``model_help`` says what
+    ``--model`` names (the default is appended); ``prototxt_help=None``: no ``--prototxt``.
+    """
+    command: str
+    model_help: str
+    default_model: Optional[str] = None
+    prototxt_help: Optional[str] = "deploy prototxt (instead of --model)"
+    weights_help: str = ".caffemodel for --prototxt"
+    weights: str = WEIGHTS_FOR_PROTOTXT
+    labels_help: Optional[str] = None      # --labels: class names for --prototxt
+    labels_required: bool = False
+    mean: Optional[MeanOption] = None
+    image_scaling: bool = False            # --raw-scale and --rgb for --prototxt (NetSource)
+
+    def usage(self) -> str:
+        """``--model NAME | --prototxt P --weights W`` as this command takes it."""
+        if self.prototxt_help is None:
+            return "--model NAME" + (" [--weights W]" if self.weights == WEIGHTS_OPTIONAL else "")
+        if self.weights == WEIGHTS_FOR_PROTOTXT:
+            return "--model NAME | --prototxt P --weights W"
+        return "(--model NAME | --prototxt P) --weights W"
+
+
+@dataclass(frozen=True)
+class NetChoice:
+    """The net a command's options name: a ``model`` name, or a ``prototxt`` (+ files)."""
+    model: Optional[str]
+    prototxt: Optional[str] = None
+    weights: Optional[str] = None
+    labels: Optional[str] = None
+
+
+def add_model_arguments(p: argparse.ArgumentParser, options: ModelOptions) -> None:
+    """Declare ``options``' ``--model``, ``--prototxt``, ``--weights`` (+ ``--labels``,
+    ``--mean``, ``--raw-scale``, ``--rgb``) in one group titled ``which net: ...``."""
+    g = p.add_argument_group(f"{GROUP_TITLE}: {options.usage()}")
+    model_help = options.model_help
+    if options.default_model:
+        model_help += f" (default {options.default_model})"
+    g.add_argument("--model", metavar="NAME", required=options.prototxt_help is None
+                   and options.default_model is None, help=model_help)
+    if options.prototxt_help is not None:
+        g.add_argument("--prototxt", metavar="P", help=options.prototxt_help)
+    g.add_argument("--weights", metavar="W", required=options.weights == WEIGHTS_REQUIRED,
+                   help=options.weights_help)
+    if options.labels_help is not None:
+        g.add_argument("--labels", metavar="FILE", help=options.labels_help)
+    if options.mean is not None:
+        g.add_argument("--mean", type=options.mean.type, metavar=options.mean.metavar,
+                       default=options.mean.default, help=options.mean.help)
+    if options.image_scaling:
+        g.add_argument("--raw-scale", type=float, default=255.0,
+                       help="scale of [0, 1] pixels before the mean (--prototxt; default 255)")
+        g.add_argument("--rgb", action="store_true",
+                       help="the net takes RGB (default BGR, Caffe's order) (--prototxt)")
+
+
+def chosen_net(args, options: ModelOptions) -> NetChoice:
+    """The net :func:`add_model_arguments`' parsed arguments name (files checked to exist);
+    a contradiction or a missing piece is a one-line ``CaffeCompatError``."""
+    command, prototxt = options.command, getattr(args, "prototxt", None)
+    labels = getattr(args, "labels", None) if options.labels_help is not None else None
+    if prototxt and args.model:
+        files = "--prototxt/--weights" if options.weights == WEIGHTS_FOR_PROTOTXT else "--prototxt"
+        raise CaffeCompatError(f"{command}: give --model or {files}, not both")
+    if options.weights == WEIGHTS_FOR_PROTOTXT:
+        if prototxt and not args.weights:
+            raise CaffeCompatError(f"{command}: --prototxt needs --weights")
+        if args.weights and not prototxt:
+            raise CaffeCompatError(f"{command}: --weights goes with --prototxt "
+                                   "(--model NAME brings its own weights)")
+    if labels and not prototxt:
+        raise CaffeCompatError(f"{command}: --labels goes with --prototxt")
+    if prototxt and options.labels_required and not labels:
+        raise CaffeCompatError(f"{command}: --prototxt needs --labels (a class name per line)")
+    model = None if prototxt else (args.model or options.default_model)
+    if not prototxt and not model:
+        raise CaffeCompatError(f"{command}: give {options.usage()}")
+    for path in (prototxt, args.weights, labels):
+        if path and not os.path.isfile(path):
+            raise FileNotFoundError(2, "No such file or directory", path)
+    return NetChoice(model, prototxt, args.weights, labels)
+
+
+def net_source_options(command: str) -> ModelOptions:
+    """The options of the commands that take a ``NetSource`` (saliency, heatmap, localize):
+    a zoo model, or a prototxt + weights with their preprocessing and class names."""
+    return ModelOptions(
+        command, "zoo model name (weights downloaded on first use)",
+        labels_help="class names, one a line (--prototxt)",
+        mean=MeanOption("per-channel mean in the net's channel order (--prototxt; default none)",
+                        type=parse_channel_mean),
+        image_scaling=True)
+
+
+def net_source_from_args(args, options: ModelOptions) -> "NetSource":
+    """The :class:`NetSource` (``recipes.visualize.source``) :func:`net_source_options`'
+    arguments name: the zoo model's, or the files with ``--mean``/``--raw-scale``/``--rgb``."""
+    from caffe_compat.recipes.rcnn.labels import read_labels
+    from caffe_compat.recipes.visualize.source import NetSource, Preprocessing
+    choice = chosen_net(args, options)
+    if choice.model is not None:
+        return NetSource.from_zoo(choice.model, progress=True)
+    pre = Preprocessing(mean=args.mean or None, raw_scale=args.raw_scale,
+                        channel_swap=None if args.rgb else (2, 1, 0))
+    labels = read_labels(choice.labels) if choice.labels else None
+    return NetSource.from_files(choice.prototxt, choice.weights, pre, labels)
