@@ -277,9 +277,37 @@ def test_diffs_not_tapped_are_computed_on_first_read_as_the_backward_saw_it(betw
         elif between == "second backward":   # parameter diffs accumulate once per backward
             n.backward()
     assert_same(state(nets[0]), state(nets[1]))
-    if between == "param write":              # a script writing weights gets eager diffs
-        assert not nets[1].lazy_blobs
-    elif between == "nothing":                # read once: tapped from the next recording on
+    if between == "nothing":                # read once: tapped from the next recording on
         nets[1].forward()
         nets[1].backward()
         assert not nets[1]._diff[blob].is_lazy()
+
+
+def test_a_held_parameter_buffer_is_not_a_write_and_a_loop_of_writes_turns_lazy_off(tmp_path):
+    """Holding ``net.params[...][0].data`` re-uploads it at every call but computes
+    nothing pending; a script that writes weights at every call gets eager recordings
+    after its second write (each write would otherwise compute the pending values)."""
+    gs = gh.load("caffenet_tiny")
+    net = make_net(force_backward(gs.prototxt, tmp_path), gs.weights, fast=True)
+    data = net.inputs[0]
+    net.blobs[data].data[...] = gs.npz[f"input/{data}"]
+    layer = next(iter(net.params))
+    held = net.params[layer][0].data
+    settled = []
+    real = type(net)._settle_lazy
+    type(net)._settle_lazy = lambda self: settled.append(1) or real(self)
+    try:
+        for _ in range(3):
+            net.forward()
+            set_output_diffs(net, 1.0)
+            net.backward()
+        assert settled == [] and net.lazy_blobs
+        for step in range(2):
+            held *= 0.9                     # a training loop's update
+            net.forward()
+            set_output_diffs(net, 1.0)
+            net.backward()
+            assert len(settled) == step + 1
+        assert not net.lazy_blobs
+    finally:
+        type(net)._settle_lazy = real

@@ -33,9 +33,10 @@ user has read before. The other blobs are lazy as above; the other diffs are *la
 diffs*: on first read the same backward runs again, through a private graph that taps
 every version, from the recording's own inputs and saved heads, and the parameter diffs
 it adds are taken back. What that replay depends on cannot change before it runs: inputs
-and heads are kept, a reshape or new weights compute pending values first, and a script
-that writes parameters between calls gets them computed first and eager recordings from
-then on (so does a solver's net, whose update rewrites the weights in place).
+and heads are kept; a reshape, new weights or a parameter write (a numpy buffer whose
+values changed, not one merely held) compute pending values first; a script that keeps
+writing parameters gets eager recordings from its second write on, and so does a
+solver's net, whose update rewrites the weights in place.
 
 **Backward over part of a recording.** Caffe's ``Backward`` of layers ``lo..hi`` reads the
 diff of every top that no layer in ``lo..hi`` consumes (what later layers, a loss weight or

@@ -174,8 +174,8 @@ class Net:
 
     fast_path: bool = True
     #: Return only the blobs and diffs a call needs and compute the others on first read
-    #: (see fast_path: exposed blobs, lazy diffs). A script that writes parameters
-    #: between calls turns it off for its net (the values would have to be kept).
+    #: (see fast_path: exposed blobs, lazy diffs). A script that keeps writing parameters
+    #: between calls turns it off for its net (pending values are computed at each write).
     lazy_blobs: bool = True
 
     def __init__(self, network_file, *args, **kwargs):
@@ -213,6 +213,7 @@ class Net:
         self._exported: set = set()         # arrays whose numpy buffer a user may hold
         self._observed: set = set()         # blobs whose data the user has read
         self._observed_diffs: set = set()   # blobs whose diff the user has read
+        self._weight_writes_while_pending = 0
         self._in_graph_memory: set = set()  # blobs whose value is a graph's static output
         watch = self._exported
         self._data = {b: SyncedArray(block.blob_shapes[b], ctx, watch=watch)
@@ -319,13 +320,21 @@ class Net:
             a.begin_call()
             if isinstance(a, (ParamArray, GradArray)):
                 params.append(a)
-        if any(isinstance(a, ParamArray) and a.host_is_newer() for a in params):
-            # Values not computed yet depend on the parameters about to change.
+        uploads = [a for a in params if isinstance(a, ParamArray) and a.host_is_newer()]
+        if uploads and self._any_lazy() and any(a.host_differs_from_device() for a in uploads):
+            # Values not computed yet depend on the parameters about to change: compute
+            # them now. A script writing weights at every call (a training loop) would pay
+            # that each time, so its second such write turns leaving values pending off.
             self._settle_lazy()
-            self.lazy_blobs = False
+            self._weight_writes_while_pending += 1
+            if self._weight_writes_while_pending >= 2:
+                self.lazy_blobs = False
         for a in params:
             a.sync_to_device()
         self._sync_shapes()
+
+    def _any_lazy(self) -> bool:
+        return any(a.is_lazy() for arrays in (self._data, self._diff) for a in arrays.values())
 
     def _settle_lazy(self) -> None:
         """Compute every blob and diff left for first read, while what they depend on

@@ -182,6 +182,11 @@ class ParamArray(SyncedArray):
         self.param.set_data(mx.nd.array(self._host, dtype="float32"))
         self._head = _SYNCED
 
+    def host_differs_from_device(self) -> bool:
+        """The numpy buffer holds other values than the Parameter (a real write, not a
+        buffer merely still held)."""
+        return not np.array_equal(self._host, self.param.data(self.ctx).asnumpy())
+
     def device_changed(self) -> None:
         """The Parameter changed on the device (solver step, copy_from, BN statistics)."""
         self._head = _DEVICE
