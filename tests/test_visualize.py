@@ -380,6 +380,34 @@ def test_saliency_map_is_simonyans_map_as_a_pycaffe_script_computes_it(files, tm
     assert np.abs(picture[:, :, 0] - expected).max() <= 1         # float rounding at .5
 
 
+def test_saliency_cli_map_is_the_hand_derived_gradient(tmp_path):
+    """The CLI's map against a reference that shares no code with the engine: conv ->
+    ReLU -> fc, whose class-score gradient numpy_reference derives by hand, on a 6x6
+    image the size of the input (no resizing). The net input is Caffe's (BGR, * 255,
+    - mean, CHW); the right half of the PNG is max_k |dS/dI_k| rescaled min..max to
+    0..255 grey, the left half the image itself."""
+    text = CONV_RELU_FC.replace("dim: 1 dim: 2 dim: 6", "dim: 1 dim: 3 dim: 6")
+    block = build(text, seed=5)
+    proto, weights, img = tmp_path / "d.prototxt", tmp_path / "w.caffemodel", tmp_path / "i.png"
+    proto.write_text(text)
+    block.save_caffemodel(str(weights))
+    rgb = np.random.RandomState(4).randint(0, 256, (6, 6, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(img)
+    out = tmp_path / "sal.png"
+    assert cli_main(["saliency", str(img), "--prototxt", str(proto), "--weights", str(weights),
+                     "--mean", "100,110,120", "--class", "0", "-o", str(out)]) == 0
+    x = (rgb[:, :, ::-1].astype(np.float64) - [100, 110, 120]).transpose(2, 0, 1)[None]
+    dx, _, pre, _ = numpy_reference(block, x, 0, "backprop")
+    assert (pre > 0).any() and (pre <= 0).any()          # the ReLU gates the gradient
+    smap = np.abs(dx).max(axis=0)
+    grey = np.round((smap - smap.min()) / (smap.max() - smap.min()) * 255)
+    picture = np.asarray(Image.open(out)).astype(np.int64)
+    assert picture.shape == (6, 6 + 4 + 6, 3)
+    np.testing.assert_array_equal(picture[:, :6], rgb)
+    # float32 in the engine, float64 here: a value on a .5 boundary may round either way
+    assert np.abs(picture[:, 10:] - grey[:, :, None]).max() <= 1
+
+
 def test_saliency_cli_errors_are_one_line(files, tmp_path, capsys):
     proto, weights, img, _ = files
     out = str(tmp_path / "x.png")
