@@ -7,7 +7,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import caffe_compat as caffe
 from caffe_compat.cli.main import main
 from caffe_compat.formats.caffemodel import LayerWeights, write_caffemodel
 from caffe_compat.recipes.style import (NeuralStyle, feature_net_param, gram, load_image,
@@ -49,6 +48,7 @@ def tiny(tmp_path_factory):
         if name == "conv1_1":
             w /= 60.0                            # pixels come in 0..255 units
         weights.append(LayerWeights(name, "Convolution", [w, (rs.randn(cout) * 0.1).astype(np.float32)]))
+    np.savez(root / "convs.npz", **{f"{lw.name}/{i}": b for lw in weights for i, b in enumerate(lw.blobs)})
     weights.append(LayerWeights("fc6", "InnerProduct", [(rs.randn(5, 32) * 0.1).astype(np.float32),
                                                         np.zeros(5, np.float32)]))
     write_caffemodel(str(root / "w.caffemodel"), weights)
@@ -59,6 +59,25 @@ def tiny(tmp_path_factory):
     cv2.imwrite(str(root / "content.png"), content[:, :, ::-1])
     cv2.imwrite(str(root / "style.png"), style[:, :, ::-1])
     return root
+
+
+def numpy_tiny_vgg(x: np.ndarray, convs) -> dict:
+    """Every conv blob (after its in-place ReLU) of the tiny VGG for a (1, 3, H, W) input,
+    in float64 numpy: 3x3 pad-1 convolutions and Caffe's ceil-mode 2x2 max pooling."""
+    blobs = {"data": x[0].astype(np.float64)}
+    for name, bottom, _, _ in CONVS:
+        inp, w, b = blobs[bottom], convs[f"{name}/0"], convs[f"{name}/1"]
+        h, wd = inp.shape[1:]
+        padded = np.pad(inp, ((0, 0), (1, 1), (1, 1)))
+        out = sum(np.einsum("oc,chw->ohw", w[:, :, dy, dx], padded[:, dy:dy + h, dx:dx + wd])
+                  for dy in range(3) for dx in range(3)) + b[:, None, None]
+        blobs[name] = np.maximum(out, 0)
+        if name in POOLS:
+            ph, pw = -(-(h - 2) // 2) + 1, -(-(wd - 2) // 2) + 1      # ceil, as Caffe
+            full = np.full((out.shape[0], 2 * ph, 2 * pw), -np.inf)
+            full[:, :h, :wd] = blobs[name]
+            blobs[POOLS[name]] = full.reshape(out.shape[0], ph, 2, pw, 2).max(axis=(2, 4))
+    return {n: v[None] for n, v in blobs.items()}
 
 
 def make_style(tiny, **weights) -> NeuralStyle:
@@ -176,24 +195,42 @@ def test_style_from_a_zoo_model(tiny, tmp_path, monkeypatch, capsys):
     assert main(["style", str(tiny / "content.png"), str(tiny / "style.png"), "-o", str(out),
                  "--model", "tiny_vgg", "--size", "24", "--iters", "3", "--no-progress"]) == 0
     assert cv2.imread(str(out)).shape == (20, 24, 3)
-    # against an independent reference: the zoo's mean (BGR * 255 - mean, by hand) and
-    # the features a plain pycaffe forward of the deploy files gives
+    # against an independent reference: the zoo's mean applied by hand (RGB -> BGR,
+    # - mean), the features of a numpy forward with the weights as generated, and
+    # Gatys's loss terms computed from those features
     a = NeuralStyle.from_zoo("tiny_vgg", progress=False)
-    img = resize_to(load_image(str(tiny / "content.png")), 24)
-    rgb = np.asarray(img, np.float32)
-    rgb = rgb * 255.0 if rgb.max() <= 1.0 else rgb
-    by_hand = rgb[:, :, ::-1].transpose(2, 0, 1)[None] - np.float32(MEAN).reshape(1, 3, 1, 1)
-    x = a.preprocess(img)
-    np.testing.assert_allclose(x.asnumpy(), by_hand, rtol=0, atol=1e-4)
-    net = caffe.Net(str(tiny / "deploy.prototxt"), str(tiny / "w.caffemodel"), caffe.TEST)
-    net.blobs["data"].reshape(*by_hand.shape)
-    net.blobs["data"].data[...] = by_hand
-    net.forward()
-    features = a.features(x)
-    assert set(features) >= {"conv1_1", "conv4_2"}
+    convs = np.load(tiny / "convs.npz")
+
+    def by_hand(path, size):
+        img = resize_to(load_image(str(path)), size)
+        bgr = np.asarray(img, np.float64)[:, :, ::-1].transpose(2, 0, 1)[None]
+        return img, bgr - np.reshape(MEAN, (1, 3, 1, 1))
+
+    content, content_ref = by_hand(tiny / "content.png", 24)
+    style, style_ref = by_hand(tiny / "style.png", 20)
+    x = a.preprocess(content)
+    np.testing.assert_allclose(x.asnumpy(), content_ref, rtol=0, atol=1e-4)
+    features, ref = a.features(x), numpy_tiny_vgg(content_ref, convs)
+    assert set(features) == {"conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"}
     for name, fa in features.items():
-        ref = net.blobs[name].data
-        assert np.linalg.norm(fa.asnumpy() - ref) <= 1e-5 * np.linalg.norm(ref), name
+        assert np.linalg.norm(fa.asnumpy() - ref[name]) <= 1e-5 * np.linalg.norm(ref[name]), name
+    a.set_content(x)
+    a.set_style(a.preprocess(style))
+    shifted = np.random.RandomState(2).uniform(-20, 20, content_ref.shape)
+    losses = a.loss(x + mx.nd.array(shifted))
+    mine = numpy_tiny_vgg(content_ref + shifted, convs)
+    styled = numpy_tiny_vgg(style_ref, convs)
+
+    def gram_np(f):
+        f = f.reshape(f.shape[1], -1)
+        return f @ f.T / f.shape[1]
+    expected = {"content/conv4_2": 0.5 * np.sum((mine["conv4_2"] - ref["conv4_2"]) ** 2)}
+    for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"):
+        n = mine[name].shape[1]
+        expected[f"style/{name}"] = np.sum((gram_np(mine[name]) - gram_np(styled[name])) ** 2) / (4 * n * n)
+    assert set(losses.per_layer) == set(expected)
+    for key, value in expected.items():
+        assert value > 0 and abs(losses.per_layer[key] - value) <= 1e-4 * value, key
     capsys.readouterr()
 
 
