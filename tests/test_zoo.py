@@ -568,3 +568,31 @@ def test_generated_net_equals_upstream_field_for_field(name, home):
     assert [l.name for l in ours] == [l.name for l in theirs]
     for a, b in zip(ours, theirs):
         assert a == b, f"{name}: layer {a.name} differs:\nours:\n{a}\nupstream:\n{b}"
+
+
+def _upstream_fcn_eval_nets() -> dict:
+    """FCN zoo name -> upstream's test/val prototxt (fcn.berkeleyvision.org), when present."""
+    found = {}
+    for name in ARCHITECTURE:
+        for file in ("test.prototxt", "val.prototxt"):
+            path = SHARED_CORPUS / "fcn" / name / file
+            if "fcn" in name and path.is_file():
+                found[name] = path
+                break
+    return found
+
+
+@pytest.mark.skipif(not _upstream_fcn_eval_nets(), reason=f"no upstream FCN nets under {SHARED_CORPUS}")
+@pytest.mark.parametrize("name", sorted(_upstream_fcn_eval_nets()) or ["-"])
+def test_generated_fcn_deploy_equals_upstreams_eval_net_field_for_field(name, home):
+    """The FCN builders take their pieces from the FCN recipe, so the recipe cannot be their
+    reference: upstream's own test/val net is, without what a deploy net leaves out (the
+    Python data layer, the losses, Dropout)."""
+    from caffe_compat.formats.prototxt import read_net
+    left_out = {"Input", "Python", "SoftmaxWithLoss", "Dropout"}
+    ours = [l for l in read_net(str(zoo.get(name).deploy)).param.layer if l.type not in left_out]
+    theirs = [l for l in read_net(str(_upstream_fcn_eval_nets()[name])).param.layer
+              if l.type not in left_out]
+    assert [l.name for l in ours] == [l.name for l in theirs]
+    for a, b in zip(ours, theirs):
+        assert a == b, f"{name}: layer {a.name} differs:\nours:\n{a}\nupstream:\n{b}"
