@@ -4,7 +4,8 @@ Three readers, because the programs caffe-compat reproduces decoded with differe
 libraries and their numbers depend on it (resampling and colour conversion differ):
 
 * :func:`read_bgr` -- OpenCV's ``cv2.imread``, what Caffe's C++ reads with
-  (``ReadImageToCVMat``: ImageData, WindowData and ``convert_imageset``);
+  (``ReadImageToCVMat``: ImageData, WindowData and ``convert_imageset``), and
+  :func:`decode_bgr` for a file's bytes already in memory;
 * :func:`open_rgb` / :func:`read_rgb` -- PIL, what the Python recipes read with
   (FCN's ``infer.py`` and data layers, the DeepDream notebook); :func:`open_as_stored`
   keeps a label PNG's palette indices;
@@ -32,7 +33,7 @@ from caffe_compat.errors import ImageReadError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["read_bgr", "open_as_stored", "open_rgb", "read_rgb", "read_as_pycaffe"]
+__all__ = ["read_bgr", "decode_bgr", "open_as_stored", "open_rgb", "read_rgb", "read_as_pycaffe"]
 
 
 def _check_exists(path: PathLike) -> str:
@@ -52,16 +53,33 @@ def read_bgr(path: PathLike, color: bool = True) -> np.ndarray:
     """uint8 H x W x 3 BGR (``color``) or H x W grey, as ``cv2.imread`` with
     ``IMREAD_COLOR`` / ``IMREAD_GRAYSCALE`` (Caffe's ReadImageToCVMat, io.cpp).
 
-    The bytes are read by Python and decoded by ``cv2.imdecode`` (the same decoder and
+    The bytes are read by Python and decoded by :func:`decode_bgr` (the same decoder and
     flags as ``cv2.imread``), so a directory or unreadable path is the usual
     ``OSError`` naming it and any file name works.
     """
-    import cv2
     path = os.fspath(path)
     with open(path, "rb") as handle:
-        data = np.frombuffer(handle.read(), np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE) \
-        if data.size else None
+        return decode_bgr(handle.read(), path, color)
+
+
+def decode_bgr(data: bytes, path: PathLike, color: bool = True) -> np.ndarray:
+    """:func:`read_bgr` of a file's bytes already in memory (WindowData's
+    ``cache_images``); ``path`` names the file in the error.
+
+    >>> decode_bgr(b"", "cat.jpg")
+    Traceback (most recent call last):
+    ...
+    caffe_compat.errors.ImageReadError: cat.jpg: cannot read the image: the file is empty
+    """
+    import cv2
+    path = os.fspath(path)
+    if not data:
+        raise ImageReadError(path, "the file is empty")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8),
+                           cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    except cv2.error as exc:   # e.g. a header claiming more pixels than OpenCV allows
+        raise ImageReadError(path, f"OpenCV refuses it ({_one_line(exc.err)})") from None
     if img is None:
         raise ImageReadError(path, "not an image OpenCV can decode (unknown format or "
                                    "corrupt file)")

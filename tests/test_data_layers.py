@@ -618,6 +618,12 @@ def test_window_file_errors(tmp_path):
         layer.next_batch()
     with pytest.raises(LayerError, match=r"windows.txt:2: could not open or find file"):
         window_layer(tmp_path, 2, 1.0, extra="cache_images: true")
+    (tmp_path / "windows.txt").write_text("# 0\nempty.png\n3\n80\n100\n1\n1 0.9 1 1 5 5\n")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for extra in ("", "cache_images: true"):   # cached bytes are decoded as a read file is
+        layer = window_layer(tmp_path, 2, 1.0, extra=extra)
+        with pytest.raises(LayerError, match=r"windows.txt:2: could not open or find image .*empty"):
+            layer.next_batch()
     window_fixture(tmp_path, [(1, 0.9, 1, 1, 5, 5)])
     layer = window_layer(tmp_path, 4, 0.25)  # 3 background windows wanted, none listed
     with pytest.raises(LayerError, match="no background windows"):

@@ -112,6 +112,29 @@ def test_corrupt_image_is_one_line_naming_the_file(net_files, tmp_path, capsys, 
     assert f"{corrupt}: cannot read the image: " in one_line_error(capsys, command)
 
 
+def test_opencv_reads_refuse_in_one_line(tmp_path):
+    """A PNG whose header claims more pixels than OpenCV allows (cv2.error from imdecode)
+    and an empty file are ImageReadErrors naming the file, from disk and from memory."""
+    import struct
+    import zlib
+    from caffe_compat.errors import ImageReadError
+    from caffe_compat.images import decode_bgr, read_bgr
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", 200000, 200000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    for read in (read_bgr, lambda p: decode_bgr(p.read_bytes(), p)):
+        with pytest.raises(ImageReadError, match=r"huge.png: cannot read the image: OpenCV refuses"):
+            read(huge)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty.png: cannot read the image: the file is empty"):
+        read_bgr(tmp_path / "empty.png")
+
+
 # ---- nets ----------------------------------------------------------------------------
 
 def test_unknown_bottom_names_file_and_line(tmp_path, capsys):

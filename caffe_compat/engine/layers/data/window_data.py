@@ -154,20 +154,16 @@ class _WindowLoader:
         return int(self.rng.randint(0, 2 ** 32, dtype=np.uint64))
 
     def image(self, window) -> np.ndarray:
-        import cv2
         from caffe_compat.errors import ImageReadError
-        from caffe_compat.images import read_bgr
+        from caffe_compat.images import decode_bgr, read_bgr
         path, _, line = self.images[window.image]
-        if self.cache is not None:
-            img = cv2.imdecode(np.frombuffer(self.cache[window.image], np.uint8), cv2.IMREAD_COLOR)
-        else:
-            try:
-                img = read_bgr(path)
-            except (FileNotFoundError, ImageReadError):
-                img = None
-        if img is None:
-            raise self.error(f"{self.window_path}:{line}: could not open or find image {path!r}")
-        return img
+        try:
+            if self.cache is not None:
+                return decode_bgr(self.cache[window.image], path)
+            return read_bgr(path)
+        except (FileNotFoundError, ImageReadError):
+            raise self.error(f"{self.window_path}:{line}: could not open or find image "
+                             f"{path!r}") from None
 
     def load_batch(self) -> list[np.ndarray]:
         import cv2
