@@ -215,13 +215,13 @@ def conv1_bank(gain: float = 1.0 / 32) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------- data
 def _backgrounds() -> list[np.ndarray]:
     import skimage.data
-    import skimage.io
+    from caffe_compat.images import read_as_pycaffe
     out = []
     for name in BACKGROUNDS:
         path = os.path.join(skimage.data.data_dir, name)
         if not os.path.isfile(path):
             continue
-        im = skimage.io.imread(path)
+        im = read_as_pycaffe(path)
         if im.ndim == 2:
             im = np.stack([im] * 3, -1)
         im = np.float32(im[..., :3])

@@ -23,7 +23,7 @@ DEFAULT_MODEL = "voc-fcn8s"
 
 def segment_shapes(out_dir: str, log: Callable[[str], None] = print) -> List[str]:
     """The shapes FCN-8s on the bundled test scenes: class maps, overlays, the mean IU line."""
-    from PIL import Image
+    from caffe_compat.images import open_as_stored
     from caffe_compat.recipes.fcn import score
     from caffe_compat.recipes.shapes import models
     scenes = models.bundled_scenes()
@@ -36,8 +36,8 @@ def segment_shapes(out_dir: str, log: Callable[[str], None] = print) -> List[str
         labels = os.path.join(out_dir, f"fcn_{scene.name}.png")
         overlay = os.path.join(out_dir, f"fcn_{scene.name}_overlay.png")
         predicted = seg.save(str(scene.image), labels, overlay)
-        with Image.open(scene.segmentation) as truth:
-            hist += score.fast_hist(np.array(truth).flatten(), predicted.flatten(), n)
+        truth = np.array(open_as_stored(scene.segmentation))   # palette indices
+        hist += score.fast_hist(truth.flatten(), predicted.flatten(), n)
         written += [labels, overlay]
     metrics = score.segmentation_metrics(hist)
     per_class = ", ".join(f"{name} {iu:.2f}" for name, iu in zip(models.FCN_CLASSES,

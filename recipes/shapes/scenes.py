@@ -64,10 +64,10 @@ class Scene:
 def backgrounds(names: Sequence[str]) -> List[np.ndarray]:
     """The named scikit-image photographs as (H, W, 3) uint8 RGB (grey ones repeated)."""
     import skimage.data
-    import skimage.io
+    from caffe_compat.images import read_as_pycaffe
     out = []
     for name in names:
-        im = skimage.io.imread(os.path.join(skimage.data.data_dir, name))
+        im = read_as_pycaffe(os.path.join(skimage.data.data_dir, name))
         if im.ndim == 2:
             im = np.stack([im] * 3, -1)
         im = im[..., :3]
