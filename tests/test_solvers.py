@@ -2,7 +2,8 @@
 
 The solver trains a small TRAIN net; a callback records the parameter diffs each
 iteration (the gradients themselves are checked against real Caffe in the golden
-tests), and numpy re-applies sgd_solver.cpp & co. to its own copy of the weights.
+tests), and numpy re-applies sgd_solver.cpp & co. to its own copy of the weights, in
+Caffe's float32 and order of operations.
 """
 from __future__ import annotations
 
@@ -31,34 +32,53 @@ NET = textwrap.dedent('''
 ''')
 
 
+F32 = np.float32
+
+
 def numpy_rule(kind, diff, hist, local_rate, p, it):
-    """Caffe's ComputeUpdateValue, written again in numpy (float64 for reference)."""
-    if kind == "SGD":
-        hist[0][...] = local_rate * diff + p["momentum"] * hist[0]
+    """Caffe's CPU ComputeUpdateValue, written again in numpy, in Caffe's float32 and in
+    its order of operations (one rounding per BLAS/vector call; caffe_cpu_axpby is
+    scal-then-axpy). Float32 is needed: where an adaptive step nearly cancels a weight
+    (RMSProp's first step is ~10 * local_rate * sign(diff), e.g. 0.2 - 0.19990), the
+    result carries float32 rounding that a float64 reference does not have.
+    ``diff`` and ``hist`` are float32; ``local_rate`` is a float32 scalar."""
+    f = lambda name: F32(p[name])            # SolverParameter's fields are proto floats
+    if kind == "SGD":                        # sgd_solver.cpp
+        hist[0][...] = f("momentum") * hist[0] + local_rate * diff
         return hist[0].copy()
-    if kind == "Nesterov":
+    if kind == "Nesterov":                   # nesterov_solver.cpp
+        m = f("momentum")
         old = hist[0].copy()
-        hist[0][...] = local_rate * diff + p["momentum"] * hist[0]
-        return (1 + p["momentum"]) * hist[0] - p["momentum"] * old
-    if kind == "AdaGrad":
-        hist[0] += diff ** 2
-        return local_rate * diff / (np.sqrt(hist[0]) + p["delta"])
-    if kind == "RMSProp":
-        hist[0][...] = (1 - p["rms_decay"]) * diff ** 2 + p["rms_decay"] * hist[0]
-        return local_rate * diff / (np.sqrt(hist[0]) + p["delta"])
-    if kind == "AdaDelta":
-        m = p["momentum"]
-        hist[0][...] = (1 - m) * diff ** 2 + m * hist[0]
-        step = diff * np.sqrt((hist[1] + p["delta"]) / (hist[0] + p["delta"]))
-        hist[1][...] = (1 - m) * step ** 2 + m * hist[1]
+        hist[0][...] = m * hist[0] + local_rate * diff
+        return -m * old + (F32(1) + m) * hist[0]
+    if kind == "AdaGrad":                    # adagrad_solver.cpp
+        hist[0][...] = diff * diff + hist[0]
+        return local_rate * (diff / (np.sqrt(hist[0]) + f("delta")))
+    if kind == "RMSProp":                    # rmsprop_solver.cpp
+        decay = f("rms_decay")
+        hist[0][...] = decay * hist[0] + (F32(1) - decay) * (diff * diff)
+        return local_rate * (diff / (np.sqrt(hist[0]) + f("delta")))
+    if kind == "AdaDelta":                   # adadelta_solver.cpp
+        m, delta = f("momentum"), f("delta")
+        hist[0][...] = m * hist[0] + (F32(1) - m) * (diff * diff)
+        step = diff * np.sqrt((delta + hist[1]) / (delta + hist[0]))
+        hist[1][...] = m * hist[1] + (F32(1) - m) * (step * step)
         return local_rate * step
-    if kind == "Adam":
-        b1, b2, t = p["momentum"], p["momentum2"], it + 1
-        hist[0][...] = (1 - b1) * diff + b1 * hist[0]
-        hist[1][...] = (1 - b2) * diff ** 2 + b2 * hist[1]
-        corr = math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        return local_rate * corr * hist[0] / (np.sqrt(hist[1]) + p["delta"])
+    if kind == "Adam":                       # adam_solver.cpp
+        b1, b2, t = f("momentum"), f("momentum2"), it + 1
+        corr = F32(math.sqrt(1.0 - float(b2) ** t) / (1.0 - float(b1) ** t))
+        hist[0][...] = b1 * hist[0] + (F32(1) - b1) * diff
+        hist[1][...] = b2 * hist[1] + (F32(1) - b2) * (diff * diff)
+        return (local_rate * corr) * (hist[0] / (np.sqrt(hist[1]) + f("delta")))
     raise AssertionError(kind)
+
+
+def regularized(diff, weights, p, decay_mult):
+    """SGDSolver::Regularize in float32: diff + local_decay * (w or sign(w))."""
+    local_decay = F32(p["weight_decay"]) * F32(decay_mult)
+    if not local_decay:
+        return diff
+    return diff + local_decay * (weights if p["regularization_type"] == "L2" else np.sign(weights))
 
 
 def numpy_lr(p, it, step, smoothed_loss=0.0, plateau=None):
@@ -145,7 +165,7 @@ def test_update_rule_matches_numpy(kind, overrides, tmp_path):
     net = solver.net
     feed(net)
     specs = {"conv": [(1, 1), (2, 0)], "ip": [(0.5, 1), (1, 0.5)]}
-    weights = {(l, i): net.params[l][i].data.astype(np.float64).copy() for l in specs for i in range(2)}
+    weights = {(l, i): net.params[l][i].data.astype(np.float32) for l in specs for i in range(2)}
     sets = 2 if kind in ("Adam", "AdaDelta") else 1
     hist = {k: [np.zeros_like(w) for _ in range(sets)] for k, w in weights.items()}
     state = {"step": 0, "it": 0}
@@ -154,19 +174,17 @@ def test_update_rule_matches_numpy(kind, overrides, tmp_path):
     def on_gradients_ready():
         it = state["it"]
         rate, state["step"] = numpy_lr(p, it, state["step"], solver.smoothed_loss, plateau)
-        diffs = {k: net.params[k[0]][k[1]].diff.astype(np.float64) for k in weights}
+        diffs = {k: net.params[k[0]][k[1]].diff.astype(np.float32) for k in weights}
         if p["clip_gradients"] >= 0:
-            norm = math.sqrt(sum(float((d ** 2).sum()) for d in diffs.values()))
-            if norm > p["clip_gradients"]:
-                diffs = {k: d * (p["clip_gradients"] / norm) for k, d in diffs.items()}
+            norm = math.sqrt(sum(float((d.astype(np.float64) ** 2).sum()) for d in diffs.values()))
+            if norm > p["clip_gradients"]:           # SGDSolver::ClipGradients
+                diffs = {k: d * (F32(p["clip_gradients"]) / F32(norm)) for k, d in diffs.items()}
         for k, d in diffs.items():
             lr_mult, decay_mult = specs[k[0]][k[1]]
-            if p["iter_size"] > 1:
-                d = d / p["iter_size"]
-            decay = p["weight_decay"] * decay_mult
-            if decay:
-                d = d + decay * (weights[k] if p["regularization_type"] == "L2" else np.sign(weights[k]))
-            weights[k] = weights[k] - numpy_rule(kind, d, hist[k], rate * lr_mult, p, it)
+            if p["iter_size"] > 1:                   # SGDSolver::Normalize
+                d = d * F32(1.0 / p["iter_size"])
+            d = regularized(d, weights[k], p, decay_mult)
+            weights[k] = weights[k] - numpy_rule(kind, d, hist[k], F32(rate) * F32(lr_mult), p, it)
         state["it"] += 1
 
     solver.add_callback(lambda: None, on_gradients_ready)
@@ -245,11 +263,10 @@ def golden_train_variant(name: str, tmp_path) -> str:
 def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_path):
     import golden_harness as gh
     # Dropout masks from a fixed seed (caffe.set_random_seed seeds MXNet's masks too).
-    # KNOWN ISSUE, under investigation: with most masks (seeds 0-3, 5-8) googlenet_tiny's
-    # RMSProp run leaves inception_3a/5x5_reduce's bias 5e-4 from the numpy rule (its
-    # gradient is ~1e-9, where RMSProp divides by delta); seed 4 does not hit it. The
-    # other 11 variants pass with every seed tried.
-    caffe.set_random_seed(int(os.environ.get("SOLVER_TEST_SEED", "4")))
+    # With seed 1 (and most others; not 4) RMSProp's first step takes googlenet_tiny's
+    # inception_3a/5x5_reduce bias from 0.2 to ~1e-4 (0.2 - 0.19989): one float32 ulp of
+    # 0.2 is 1.4e-4 of the result, so only a float32 reference in Caffe's order can check it.
+    caffe.set_random_seed(int(os.environ.get("SOLVER_TEST_SEED", "1")))
     gs = gh.load(net_name)
     net_path = golden_train_variant(net_name, tmp_path)
     p = dict(DEFAULTS, lr_policy="fixed", base_lr=0.01 if kind not in ("AdaDelta",) else 1.0,
@@ -274,7 +291,7 @@ def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_pat
             if layer.type == "BatchNorm":
                 lr = 0.0                                  # Caffe forces it
             specs[(layer.name, i)] = (lr, decay)
-            weights[(layer.name, i)] = blob.data.astype(np.float64).copy()
+            weights[(layer.name, i)] = blob.data.astype(np.float32)
     sets = 2 if kind in ("Adam", "AdaDelta") else 1
     hist = {k: [np.zeros_like(w) for _ in range(sets)] for k, w in weights.items()}
     state = {"it": 0}
@@ -283,8 +300,8 @@ def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_pat
         it = state["it"]
         for k in weights:
             lr_mult, decay_mult = specs[k]
-            d = net.params[k[0]][k[1]].diff.astype(np.float64) + p["weight_decay"] * decay_mult * weights[k]
-            weights[k] = weights[k] - numpy_rule(kind, d, hist[k], p["base_lr"] * lr_mult, p, it)
+            d = regularized(net.params[k[0]][k[1]].diff.astype(np.float32), weights[k], p, decay_mult)
+            weights[k] = weights[k] - numpy_rule(kind, d, hist[k], F32(p["base_lr"]) * F32(lr_mult), p, it)
         state["it"] += 1
 
     solver.add_callback(lambda: None, on_gradients_ready)
