@@ -242,22 +242,6 @@ def test_hdf5_snapshot_and_typed_solver_class(tmp_path):
 GOLDEN_TRAIN = ["googlenet_tiny", "resnet_tiny"]
 
 
-def golden_train_variant(name: str, tmp_path) -> str:
-    """A golden net (real Caffe's structure and weights) turned into a TRAIN net: a
-    label input and SoftmaxWithLoss on its classifier scores (the blob before 'prob')."""
-    import golden_harness as gh
-    gs = gh.load(name)
-    text = open(gs.prototxt).read()
-    prob = [l for l in gs.meta["layers"] if l["tops"] == ["prob"]][0]
-    scores = prob["bottoms"][0]
-    n = gs.npz["input/data"].shape[0]
-    text += ('\nlayer { name: "label" type: "Input" top: "label" input_param { shape { dim: %d } } }\n'
-             'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "%s" bottom: "label" top: "loss" }\n'
-             % (n, scores))
-    (tmp_path / "train.prototxt").write_text(text)
-    return str(tmp_path / "train.prototxt")
-
-
 @pytest.mark.parametrize("kind", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"])
 @pytest.mark.parametrize("net_name", GOLDEN_TRAIN)
 def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_path):
@@ -268,14 +252,8 @@ def test_golden_train_variants_follow_numpy_update_rules(kind, net_name, tmp_pat
     # 0.2 is 1.4e-4 of the result, so only a float32 reference in Caffe's order can check it.
     caffe.set_random_seed(int(os.environ.get("SOLVER_TEST_SEED", "1")))
     gs = gh.load(net_name)
-    net_path = golden_train_variant(net_name, tmp_path)
-    p = dict(DEFAULTS, lr_policy="fixed", base_lr=0.01 if kind not in ("AdaDelta",) else 1.0,
-             momentum=0.0 if kind in ("AdaGrad", "RMSProp") else 0.9, delta=1e-6)
-    (tmp_path / "solver.prototxt").write_text(
-        f'net: "{net_path}"\ntype: "{kind}"\nbase_lr: {p["base_lr"]}\nmomentum: {p["momentum"]}\n'
-        f'momentum2: 0.999\ndelta: {p["delta"]}\nrms_decay: 0.99\nweight_decay: {p["weight_decay"]}\n'
-        f'lr_policy: "fixed"\nmax_iter: 10\ndisplay: 0\nsnapshot_prefix: "{tmp_path / "s"}"\n')
-    solver = caffe.get_solver(str(tmp_path / "solver.prototxt"))
+    p = gh.train_solver_params(kind)
+    solver = caffe.get_solver(gh.train_variant(net_name, str(tmp_path), kind))
     net = solver.net
     net.copy_from(gs.weights)
     net.blobs["data"].data[...] = gs.npz["input/data"]
