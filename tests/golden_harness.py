@@ -112,3 +112,40 @@ def layer_params_by_name(prototxt_path: str) -> dict:
     with open(prototxt_path) as f:
         text_format.Merge(f.read(), net)
     return {lp.name: lp for lp in net.layer}
+
+
+def train_solver_params(kind: str) -> dict:
+    """The golden TRAIN variants' solver settings for one update rule (lr_policy fixed;
+    base_lr 1 for AdaDelta, momentum 0 for AdaGrad/RMSProp), shared by
+    tests/test_solvers.py and the real-Caffe generator of tests/golden/solver_steps."""
+    return dict(base_lr=1.0 if kind == "AdaDelta" else 0.01,
+                momentum=0.0 if kind in ("AdaGrad", "RMSProp") else 0.9, momentum2=0.999,
+                delta=1e-6, rms_decay=0.99, weight_decay=0.01, regularization_type="L2")
+
+
+def train_variant(name: str, out_dir: str, kind: str) -> str:
+    """A golden net (real Caffe's structure and weights) turned into a TRAIN net (a label
+    input and SoftmaxWithLoss on its classifier scores, the blob before 'prob'), written
+    with a ``kind`` solver (train_solver_params) into out_dir; returns the solver's path.
+
+    >>> solver = caffe.get_solver(train_variant("googlenet_tiny", str(tmp_path), "RMSProp"))
+    """
+    gs = load(name)
+    text = open(gs.prototxt).read()
+    prob = [l for l in gs.meta["layers"] if l["tops"] == ["prob"]][0]
+    n = gs.npz["input/data"].shape[0]
+    text += ('\nlayer { name: "label" type: "Input" top: "label" input_param { shape { dim: %d } } }\n'
+             'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "%s" bottom: "label" top: "loss" }\n'
+             % (n, prob["bottoms"][0]))
+    net_path = os.path.join(out_dir, "train.prototxt")
+    with open(net_path, "w") as f:
+        f.write(text)
+    p = train_solver_params(kind)
+    solver_path = os.path.join(out_dir, "solver.prototxt")
+    with open(solver_path, "w") as f:
+        f.write(f'net: "{net_path}"\ntype: "{kind}"\nbase_lr: {p["base_lr"]}\n'
+                f'momentum: {p["momentum"]}\nmomentum2: {p["momentum2"]}\ndelta: {p["delta"]}\n'
+                f'rms_decay: {p["rms_decay"]}\nweight_decay: {p["weight_decay"]}\n'
+                f'lr_policy: "fixed"\nmax_iter: 10\ndisplay: 0\n'
+                f'snapshot_prefix: "{os.path.join(out_dir, "s")}"\n')
+    return solver_path
