@@ -128,7 +128,7 @@ def train_variant(name: str, out_dir: str, kind: str) -> str:
     input and SoftmaxWithLoss on its classifier scores, the blob before 'prob'), written
     with a ``kind`` solver (train_solver_params) into out_dir; returns the solver's path.
 
-    >>> solver = caffe.get_solver(train_variant("googlenet_tiny", str(tmp_path), "RMSProp"))
+    >>> solver = caffe.get_solver(train_variant("googlenet_tiny", str(tmp_path), "RMSProp"))  # doctest: +SKIP
     """
     gs = load(name)
     text = open(gs.prototxt).read()
