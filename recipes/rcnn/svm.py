@@ -30,10 +30,9 @@ True
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Optional
-
-import warnings
 
 import numpy as np
 
